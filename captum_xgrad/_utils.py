@@ -1,0 +1,394 @@
+"""Private helpers shared by XGradient and LayerXGradient.
+
+Validation of the arguments Captum's ``attribute`` accepts (with error messages that
+say what is wrong and how to fix it), the guard that leaves a user's model as it was,
+and the single forward/backward pass both attribution classes are built on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from ._captum_compat import (
+    SUPPORTED_METHODS,
+    TargetType,
+    _format_additional_forward_args,
+    _select_targets,
+    _tuple_splice_range,
+)
+
+Degree = Union[int, float, str]
+
+
+# --------------------------------------------------------------------------- inputs
+def validate_inputs(inputs: Tuple[Tensor, ...]) -> int:
+    """Check the formatted inputs and return the batch size.
+
+    Raises
+    ------
+    TypeError
+        If an input is not a floating-point tensor.
+    ValueError
+        If inputs are empty, disagree on the batch size, or hold NaN/Inf.
+    """
+    if len(inputs) == 0:
+        raise ValueError("`inputs` is empty: pass a tensor or a tuple of tensors.")
+    for i, inp in enumerate(inputs):
+        if not isinstance(inp, Tensor):
+            raise TypeError(
+                f"input #{i} is a {type(inp).__name__}, not a torch.Tensor; XGradient "
+                "takes a tensor or a tuple of tensors (put non-differentiable "
+                "arguments in `additional_forward_args`)."
+            )
+        if not (inp.is_floating_point() or inp.is_complex()):
+            raise TypeError(
+                f"input #{i} has dtype {inp.dtype}; gradients need floating-point "
+                "inputs. Convert it with `.float()`, or pass integer arguments (token "
+                "ids, masks) through `additional_forward_args` and attribute to an "
+                "embedding layer with LayerXGradient."
+            )
+        if inp.dim() == 0:
+            raise ValueError(
+                f"input #{i} is a 0-dim tensor; inputs need a leading batch dimension "
+                "(use `x.unsqueeze(0)` for a single example)."
+            )
+    n = inputs[0].shape[0]
+    for i, inp in enumerate(inputs[1:], start=1):
+        if inp.shape[0] != n:
+            raise ValueError(
+                f"input #{i} has batch size {inp.shape[0]} but input #0 has {n}; all "
+                "inputs must share their first (batch) dimension."
+            )
+    for i, inp in enumerate(inputs):
+        if not bool(torch.isfinite(inp).all()):
+            bad = int((~torch.isfinite(inp)).sum())
+            raise ValueError(
+                f"input #{i} contains {bad} NaN/Inf value(s); attributions of "
+                "non-finite inputs are meaningless. Clean the inputs (e.g. "
+                "`torch.nan_to_num`) before calling `attribute`."
+            )
+    return int(n)
+
+
+def validate_zero_baselines(baselines: Tuple[Any, ...], n_inputs: int) -> None:
+    """Accept only zero baselines: ``None`` (already formatted as 0), 0, 0.0, zero tensors."""
+    if len(baselines) != n_inputs:
+        raise ValueError(
+            f"got {len(baselines)} baselines for {n_inputs} inputs; pass one baseline "
+            "per input (or leave `baselines=None`)."
+        )
+    for i, b in enumerate(baselines):
+        if isinstance(b, Tensor):
+            nonzero = bool(torch.count_nonzero(b.detach()) > 0) if b.numel() else False
+            if not nonzero:
+                continue
+            detail = f"max |baseline| = {float(b.detach().abs().max()):.4g}"
+        elif isinstance(b, (bool, numbers.Number)):
+            if b == 0:
+                continue
+            detail = f"baseline = {b!r}"
+        else:
+            raise TypeError(
+                f"baseline #{i} has type {type(b).__name__}; XGradient accepts None, 0 "
+                "or all-zero tensors."
+            )
+        raise ValueError(
+            f"XGradient got a non-zero baseline for input #{i} ({detail}). X-Gradient "
+            "equals Integrated Gradients only for the zero baseline: on a nonnegatively "
+            "homogeneous model the IG path integral from 0 to x has the closed form "
+            "x * grad f(x) / k, which does not hold for any other start point. Use "
+            "`baselines=None` (or 0), or use captum.attr.IntegratedGradients for a "
+            "non-zero baseline."
+        )
+
+
+def validate_ig_arguments(
+    n_steps: Any, method: Any, internal_batch_size: Any
+) -> None:
+    """Validate the IntegratedGradients arguments that XGradient accepts for parity."""
+    if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
+        raise ValueError(
+            f"n_steps must be a positive integer, got {n_steps!r} (it is accepted for "
+            "IntegratedGradients compatibility and does not change the result)."
+        )
+    if method not in SUPPORTED_METHODS:
+        raise ValueError(
+            f"method must be one of {SUPPORTED_METHODS}, got {method!r} (it is accepted "
+            "for IntegratedGradients compatibility and does not change the result)."
+        )
+    if internal_batch_size is not None and (
+        isinstance(internal_batch_size, bool)
+        or not isinstance(internal_batch_size, numbers.Integral)
+        or internal_batch_size < 1
+    ):
+        raise ValueError(
+            f"internal_batch_size must be None or a positive integer, got "
+            f"{internal_batch_size!r}."
+        )
+
+
+def validate_degree(degree: Any, allow_auto: bool = True) -> Degree:
+    """Return ``degree`` if it is a positive finite number (or ``"auto"``)."""
+    if allow_auto and isinstance(degree, str) and degree == "auto":
+        return degree
+    if (
+        isinstance(degree, bool)
+        or not isinstance(degree, numbers.Real)
+        or not math.isfinite(float(degree))
+        or degree <= 0
+    ):
+        allowed = 'a positive number or "auto"' if allow_auto else "a positive number"
+        raise ValueError(
+            f"degree must be {allowed}, got {degree!r}. It is the k in f(a*x) = a**k f(x) "
+            "(1 for bias-free ReLU networks, 2 for a product of two such branches)."
+        )
+    return degree
+
+
+# --------------------------------------------------------------------------- targets
+def _target_description(target: TargetType) -> str:
+    if isinstance(target, Tensor):
+        return f"tensor of shape {tuple(target.shape)}"
+    if isinstance(target, list):
+        return f"list of length {len(target)}"
+    return repr(target)
+
+
+def validate_target_shape(target: TargetType, num_examples: int) -> None:
+    """Check what can be checked about ``target`` before the forward pass."""
+    if target is None or isinstance(target, (numbers.Integral, tuple)):
+        if isinstance(target, bool):
+            raise TypeError("target must be an int, tuple, list or tensor, not a bool.")
+        return
+    if isinstance(target, Tensor):
+        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+            raise TypeError(
+                f"target tensor has dtype {target.dtype}; targets are class indices, "
+                "pass an integer tensor (e.g. `target.long()`)."
+            )
+        if target.numel() == 1:
+            return
+        if target.dim() != 1 or target.numel() != num_examples:
+            raise ValueError(
+                f"target is a tensor of shape {tuple(target.shape)} but the batch has "
+                f"{num_examples} example(s); pass a 1-D tensor with one class index per "
+                "example, or a single int."
+            )
+        return
+    if isinstance(target, list):
+        if len(target) != num_examples:
+            raise ValueError(
+                f"target is a list of {len(target)} element(s) but the batch has "
+                f"{num_examples} example(s); pass one target per example, or a single int."
+            )
+        return
+    raise TypeError(
+        f"target has type {type(target).__name__}; use None, an int, a tuple, a list "
+        "of ints/tuples, or an integer tensor (as in Captum)."
+    )
+
+
+def _check_index(index: int, size: int, where: str, shape: Tuple[int, ...]) -> None:
+    if not -size <= index < size:
+        raise ValueError(
+            f"target {where}{index} is out of range for the model output of shape "
+            f"{shape}: valid indices are 0..{size - 1}. Check that `target` holds class "
+            "indices of this model."
+        )
+
+
+def select_output(output: Any, target: TargetType, num_examples: int) -> Tensor:
+    """Validate ``target`` against the model output and select it (Captum semantics).
+
+    Returns one value per example, shape ``(num_examples,)``.
+    """
+    if not isinstance(output, Tensor):
+        raise TypeError(
+            f"forward_func returned a {type(output).__name__}; it must return a tensor "
+            "(wrap the model to pick the output to explain)."
+        )
+    shape = tuple(output.shape)
+    if output.dim() == 0 or shape[0] != num_examples:
+        raise ValueError(
+            f"forward_func returned an output of shape {shape} for a batch of "
+            f"{num_examples} example(s); XGradient needs one row per example "
+            "(shape (N,) or (N, ...)). If your function reduces over the batch, return "
+            "per-example values instead."
+        )
+    if target is not None and output.dim() >= 2:
+        if isinstance(target, numbers.Integral):
+            _check_index(int(target), shape[1], "", shape)
+        elif isinstance(target, tuple):
+            if len(target) != output.dim() - 1:
+                raise ValueError(
+                    f"target tuple {target} has {len(target)} index(es) but the model "
+                    f"output of shape {shape} needs {output.dim() - 1} (one per "
+                    "non-batch dimension)."
+                )
+            for d, t in enumerate(target):
+                _check_index(int(t), shape[d + 1], f"index {d} = ", shape)
+        elif isinstance(target, Tensor):
+            if target.numel() == 1:
+                _check_index(int(target.item()), shape[1], "", shape)
+            else:
+                lo, hi = int(target.min()), int(target.max())
+                _check_index(lo, shape[1], "", shape)
+                _check_index(hi, shape[1], "", shape)
+        elif isinstance(target, list) and len(target) > 0:
+            if isinstance(target[0], numbers.Integral):
+                _check_index(min(int(t) for t in target), shape[1], "", shape)
+                _check_index(max(int(t) for t in target), shape[1], "", shape)
+    elif target is not None and output.dim() == 1:
+        raise ValueError(
+            f"target={_target_description(target)} was given but the model output has "
+            f"shape {shape} (one value per example); use `target=None` for a model with "
+            "a single output."
+        )
+    selected = _select_targets(output, target)
+    if selected[0].numel() != 1:
+        raise ValueError(
+            f"the model output has shape {shape}, so each example has "
+            f"{selected[0].numel()} outputs: pass `target` to choose which one to "
+            "attribute (an int class index, a list or tensor with one index per "
+            "example, or a tuple for multi-dimensional outputs)."
+        )
+    return selected.reshape(num_examples)
+
+
+def slice_target(target: TargetType, start: int, end: int) -> TargetType:
+    """Restrict a per-example target to examples ``start:end``."""
+    if isinstance(target, list):
+        return target[start:end]
+    if isinstance(target, Tensor) and target.numel() > 1:
+        return target[start:end]
+    return target
+
+
+def chunks(
+    inputs: Tuple[Tensor, ...],
+    additional_forward_args: Optional[Tuple[Any, ...]],
+    target: TargetType,
+    num_examples: int,
+    internal_batch_size: Optional[int],
+) -> Iterator[Tuple[Tuple[Tensor, ...], Optional[Tuple[Any, ...]], TargetType]]:
+    """Split inputs, tensor additional args and per-example targets into chunks."""
+    if internal_batch_size is None or internal_batch_size >= num_examples:
+        yield inputs, additional_forward_args, target
+        return
+    for start in range(0, num_examples, internal_batch_size):
+        end = min(start + internal_batch_size, num_examples)
+        yield (
+            _tuple_splice_range(inputs, start, end),
+            _tuple_splice_range(additional_forward_args, start, end),
+            slice_target(target, start, end),
+        )
+
+
+# ----------------------------------------------------------------- model state guard
+def _modules_of(forward_func: Callable[..., Any]) -> List[nn.Module]:
+    if isinstance(forward_func, nn.Module):
+        return [forward_func]
+    owner = getattr(forward_func, "__self__", None)
+    if isinstance(owner, nn.Module):
+        return [owner]
+    return []
+
+
+@contextlib.contextmanager
+def preserve_model_state(forward_func: Callable[..., Any]) -> Iterator[None]:
+    """Leave the model as it was: train/eval flags and normalisation running stats.
+
+    Gradients are taken with :func:`torch.autograd.grad`, which never writes ``.grad``;
+    no hooks are added to the model by XGradient. The one state a forward pass itself
+    can change is the running statistics of normalisation layers in training mode;
+    those are restored (only when they changed, so that nothing else is touched).
+    """
+    modules = _modules_of(forward_func)
+    flags = [(m, m.training) for root in modules for m in root.modules()]
+    saved: List[Tuple[Tensor, Tensor]] = []
+    for root in modules:
+        for m in root.modules():
+            if m.training and isinstance(
+                m, (nn.modules.batchnorm._NormBase,)
+            ) and getattr(m, "track_running_stats", False):
+                for buf in m.buffers(recurse=False):
+                    saved.append((buf, buf.detach().clone()))
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            if m.training != flag:
+                m.train(flag)
+        with torch.no_grad():
+            for buf, value in saved:
+                if not torch.equal(buf, value):
+                    buf.copy_(value)
+
+
+# ------------------------------------------------------------------ forward/backward
+def run_forward(
+    forward_func: Callable[..., Any],
+    inputs: Tuple[Tensor, ...],
+    additional_forward_args: Optional[Tuple[Any, ...]],
+) -> Any:
+    """Call ``forward_func(*inputs, *additional_forward_args)`` as Captum does."""
+    args = _format_additional_forward_args(additional_forward_args)
+    if args is None:
+        return forward_func(*inputs)
+    return forward_func(*inputs, *args)
+
+
+def gradient_and_output(
+    forward_func: Callable[..., Any],
+    inputs: Tuple[Tensor, ...],
+    target: TargetType,
+    additional_forward_args: Optional[Tuple[Any, ...]],
+    create_graph: bool,
+) -> Tuple[Tuple[Tensor, ...], Tuple[Tensor, ...], Tensor]:
+    """One forward and one backward pass.
+
+    Returns ``(inputs_used, grads, selected_output)`` where ``inputs_used`` are the
+    tensors the gradient was taken with respect to (the user's own tensors when they
+    already require grad, so that a graph to them is kept; detached aliases otherwise,
+    so that the user's tensors are never modified).
+    """
+    num_examples = inputs[0].shape[0]
+    used = tuple(x if x.requires_grad else x.detach().requires_grad_(True) for x in inputs)
+    with torch.enable_grad():
+        output = run_forward(forward_func, used, additional_forward_args)
+        selected = select_output(output, target, num_examples)
+        if not selected.requires_grad:
+            raise RuntimeError(
+                "the selected model output does not depend on the inputs through "
+                "autograd (it does not require grad). Make sure forward_func does not "
+                "run under torch.no_grad() or detach its inputs."
+            )
+        grads = torch.autograd.grad(
+            selected.sum(), used, create_graph=create_graph, allow_unused=True
+        )
+    grads = tuple(torch.zeros_like(x) if g is None else g for x, g in zip(used, grads))
+    return used, grads, selected
+
+
+def check_finite_output(values: Tensor, what: str) -> None:
+    if not bool(torch.isfinite(values.detach()).all()):
+        raise ValueError(
+            f"the model produced NaN/Inf {what}; the attribution would be meaningless. "
+            "Check the model and its inputs (e.g. with torch.autograd.detect_anomaly())."
+        )
+
+
+def per_example_sum(tensors: Sequence[Tensor]) -> Tensor:
+    """Sum every tensor over all but the first dimension and add them up."""
+    total = None
+    for t in tensors:
+        s = t.reshape(t.shape[0], -1).sum(dim=1)
+        total = s if total is None else total + s
+    assert total is not None
+    return total

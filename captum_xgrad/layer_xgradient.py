@@ -1,0 +1,348 @@
+r"""Layer X-Gradient: exact layer Integrated Gradients in one backward pass.
+
+Write the model as :math:`f(x) = g(h(x))` with :math:`h` the part up to ``layer`` and
+:math:`g` the part after it. If :math:`g` is nonnegatively homogeneous of degree
+:math:`k` in the layer activation :math:`a = h(x)`, the layer Integrated Gradients with
+the zero layer baseline is
+
+.. math::
+
+    \mathrm{LayerIG}_j(x) = a_j \int_0^1 \frac{\partial g(\alpha a)}{\partial a_j}\,d\alpha
+                          = \frac{1}{k}\, a_j \frac{\partial g(a)}{\partial a_j}.
+
+Captum's :class:`~captum.attr.LayerIntegratedGradients` with zero input baselines
+starts the path at :math:`h(0)`; this equals the zero layer baseline whenever
+:math:`h(0) = 0`, e.g. when the part before the layer is itself bias-free.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from ._captum_compat import (
+    BaselineType,
+    GradientAttribution,
+    LayerAttribution,
+    ModuleOrModuleList,
+    TargetType,
+    _extract_device_ids,
+    _format_additional_forward_args,
+    _format_input_baseline,
+    _format_output,
+    _forward_layer_distributed_eval,
+    _reduce_list,
+    _sort_key_list,
+    captum_method,
+)
+from ._utils import (
+    check_finite_output,
+    chunks,
+    per_example_sum,
+    preserve_model_state,
+    run_forward,
+    select_output,
+    validate_degree,
+    validate_ig_arguments,
+    validate_inputs,
+    validate_target_shape,
+    validate_zero_baselines,
+)
+
+__all__ = ["LayerXGradient"]
+
+LayerAttributions = Union[Tensor, Tuple[Tensor, ...], List[Union[Tensor, Tuple[Tensor, ...]]]]
+
+
+class LayerXGradient(LayerAttribution, GradientAttribution):
+    r"""Layer Integrated Gradients with the zero layer baseline, in one backward pass.
+
+    Returns :math:`\frac{1}{k}\, a \odot \nabla_a g(a)` for the output (or, with
+    ``attribute_to_layer_input=True``, the input) :math:`a` of ``layer``, where
+    :math:`g` is the part of the network after the layer and :math:`k` its
+    homogeneity degree. It equals :class:`captum.attr.LayerIntegratedGradients` with
+    zero baselines whenever :math:`g` is nonnegatively homogeneous and the part before
+    the layer maps 0 to 0 (true for X-DNNs).
+
+    Parameters
+    ----------
+    forward_func : callable
+        The model or a function of the inputs returning a tensor with a batch dimension.
+    layer : torch.nn.Module or list of torch.nn.Module
+        The layer(s) whose output (or input) is attributed. With a list, the result
+        is a list with one entry per layer, as in Captum.
+    device_ids : list of int, optional
+        Device ids for a model wrapped in :class:`torch.nn.DataParallel` whose
+        ``forward_func`` is not the DataParallel module itself (as in Captum).
+    multiply_by_inputs : bool, default True
+        If ``False`` return :math:`\nabla_a g(a)/k` instead of :math:`a \odot \nabla_a g(a)/k`.
+    degree : float, default 1
+        Homogeneity degree :math:`k` of the part of the network after the layer.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum_xgrad import LayerXGradient
+    >>> model = nn.Sequential(nn.Linear(4, 6, bias=False), nn.ReLU(),
+    ...                       nn.Linear(6, 2, bias=False))
+    >>> x = torch.randn(5, 4)
+    >>> attr = LayerXGradient(model, model[1]).attribute(x, target=0)
+    >>> attr.shape
+    torch.Size([5, 6])
+    >>> torch.allclose(attr.sum(dim=1), model(x)[:, 0], atol=1e-5)
+    True
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Tensor],
+        layer: ModuleOrModuleList,
+        device_ids: Union[None, List[int]] = None,
+        multiply_by_inputs: bool = True,
+        degree: float = 1,
+    ) -> None:
+        if not callable(forward_func):
+            raise TypeError(
+                f"forward_func must be callable, got {type(forward_func).__name__}."
+            )
+        layers = layer if isinstance(layer, list) else [layer]
+        if len(layers) == 0 or not all(isinstance(m, nn.Module) for m in layers):
+            raise TypeError(
+                "layer must be a torch.nn.Module (or a non-empty list of modules) of the "
+                f"model, got {type(layer).__name__}."
+            )
+        LayerAttribution.__init__(self, forward_func, layer, device_ids=device_ids)
+        GradientAttribution.__init__(self, forward_func)
+        self._multiply_by_inputs = bool(multiply_by_inputs)
+        self.degree = float(validate_degree(degree, allow_auto=False))
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        """Whether attributions are multiplied by the layer activations."""
+        return self._multiply_by_inputs
+
+    def has_convergence_delta(self) -> bool:
+        """Always ``True``, as for LayerIntegratedGradients."""
+        return True
+
+    @typing.overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        baselines: BaselineType = None,
+        target: TargetType = None,
+        additional_forward_args: Optional[object] = None,
+        n_steps: int = 50,
+        method: str = "gausslegendre",
+        internal_batch_size: Union[None, int] = None,
+        *,
+        return_convergence_delta: Literal[True],
+        attribute_to_layer_input: bool = False,
+        create_graph: bool = False,
+    ) -> Tuple[LayerAttributions, Tensor]: ...
+
+    @typing.overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        baselines: BaselineType = None,
+        target: TargetType = None,
+        additional_forward_args: Optional[object] = None,
+        n_steps: int = 50,
+        method: str = "gausslegendre",
+        internal_batch_size: Union[None, int] = None,
+        return_convergence_delta: Literal[False] = False,
+        attribute_to_layer_input: bool = False,
+        *,
+        create_graph: bool = False,
+    ) -> LayerAttributions: ...
+
+    @captum_method
+    def attribute(  # type: ignore[misc]
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        baselines: BaselineType = None,
+        target: TargetType = None,
+        additional_forward_args: Optional[object] = None,
+        n_steps: int = 50,
+        method: str = "gausslegendre",
+        internal_batch_size: Union[None, int] = None,
+        return_convergence_delta: bool = False,
+        attribute_to_layer_input: bool = False,
+        *,
+        create_graph: bool = False,
+    ) -> Union[LayerAttributions, Tuple[LayerAttributions, Tensor]]:
+        r"""Attribute ``target`` to the layer's activations: :math:`a \odot \nabla_a g(a)/k`.
+
+        Same arguments and return conventions as
+        :meth:`captum.attr.LayerIntegratedGradients.attribute`, plus the keyword-only
+        ``create_graph``.
+
+        Parameters
+        ----------
+        inputs : Tensor or tuple of Tensor
+            Model inputs, batch first.
+        baselines : None, 0 or zero tensors, optional
+            Only zero input baselines are supported; anything else raises
+            :class:`ValueError`.
+        target : int, tuple, list, Tensor or None, optional
+            Which output to explain, as in Captum.
+        additional_forward_args : Any, optional
+            Extra, non-attributed arguments for ``forward_func``.
+        n_steps, method :
+            Accepted for compatibility and ignored (see :class:`~captum_xgrad.XGradient`).
+        internal_batch_size : int, optional
+            Process the batch in chunks of this size (one pass each) to bound memory.
+        return_convergence_delta : bool, default False
+            Also return :math:`\sum_j \mathrm{attr}_j - (f(x) - f(0))` per example.
+        attribute_to_layer_input : bool, default False
+            Attribute to the layer's input instead of its output.
+        create_graph : bool, default False
+            Keyword-only. Keep the attributions differentiable with respect to the
+            model's parameters (Captum's LayerIntegratedGradients cannot do this).
+
+        Returns
+        -------
+        attributions : Tensor, tuple of Tensor, or list of these
+            Shaped like the layer's output (or input); a tuple when the layer has
+            several outputs, a list when ``layer`` is a list.
+        delta : Tensor, optional
+            Shape ``(N,)``, only with ``return_convergence_delta=True``.
+
+        Raises
+        ------
+        ValueError
+            For non-zero baselines, invalid targets, NaN/Inf inputs or outputs,
+            invalid ``n_steps``/``method``/``internal_batch_size``.
+        """
+        formatted_inputs, formatted_baselines = _format_input_baseline(inputs, baselines)
+        num_examples = validate_inputs(formatted_inputs)
+        validate_zero_baselines(formatted_baselines, len(formatted_inputs))
+        validate_ig_arguments(n_steps, method, internal_batch_size)
+        validate_target_shape(target, num_examples)
+        additional_forward_args = _format_additional_forward_args(additional_forward_args)
+        layers: List[nn.Module] = self.layer if isinstance(self.layer, list) else [self.layer]
+
+        with preserve_model_state(self.forward_func):
+            per_chunk: List[List[Tuple[Tensor, ...]]] = []
+            outputs = []
+            for chunk_inputs, chunk_args, chunk_target in chunks(
+                formatted_inputs, additional_forward_args, target, num_examples,
+                internal_batch_size,
+            ):
+                attrs, selected = self._attribute_chunk(
+                    chunk_inputs, chunk_args, chunk_target, layers,
+                    attribute_to_layer_input, create_graph,
+                )
+                per_chunk.append(attrs)
+                outputs.append(selected)
+            per_layer = [
+                tuple(
+                    torch.cat([c[li][ti] for c in per_chunk]) if len(per_chunk) > 1
+                    else per_chunk[0][li][ti]
+                    for ti in range(len(per_chunk[0][li]))
+                )
+                for li in range(len(layers))
+            ]
+            for attrs in per_layer:
+                for a in attrs:
+                    check_finite_output(a, "layer gradients")
+
+            delta = None
+            if return_convergence_delta:
+                f_x = torch.cat(outputs)
+                zeros = tuple(torch.zeros_like(x) for x in formatted_inputs)
+                f_0 = []
+                with torch.no_grad():
+                    for ci, ca, ct in chunks(
+                        zeros, additional_forward_args, target, num_examples,
+                        internal_batch_size,
+                    ):
+                        out = run_forward(self.forward_func, ci, ca)
+                        f_0.append(select_output(out, ct, ci[0].shape[0]))
+                    flat = [a.detach() for attrs in per_layer for a in attrs]
+                    delta = per_example_sum(flat) - (f_x - torch.cat(f_0))
+
+        formatted = [
+            _format_output(len(attrs) > 1, attrs) for attrs in per_layer
+        ]
+        result: LayerAttributions = (
+            formatted if isinstance(self.layer, list) else formatted[0]
+        )
+        if return_convergence_delta:
+            assert delta is not None
+            return result, delta
+        return result
+
+    def _attribute_chunk(
+        self,
+        inputs: Tuple[Tensor, ...],
+        additional_forward_args: Optional[Tuple[Any, ...]],
+        target: TargetType,
+        layers: List[nn.Module],
+        attribute_to_layer_input: bool,
+        create_graph: bool,
+    ) -> Tuple[List[Tuple[Tensor, ...]], Tensor]:
+        num_examples = inputs[0].shape[0]
+        # Detached aliases: Captum may set requires_grad on the layer's input tensors,
+        # which must never be the user's own tensors.
+        aliases = tuple(x if x.requires_grad else x.detach() for x in inputs)
+        forward_func = self.forward_func
+
+        def checked_forward(*args: Any) -> Tensor:
+            out = forward_func(*args)
+            # validate the target against the full output before Captum selects it
+            select_output(out, target, num_examples)
+            return out
+
+        with torch.enable_grad():
+            saved_layer, selected = _forward_layer_distributed_eval(
+                checked_forward,
+                aliases,
+                layers,
+                target_ind=target,
+                additional_forward_args=additional_forward_args,
+                attribute_to_layer_input=attribute_to_layer_input,
+                forward_hook_with_return=True,
+                require_layer_grads=True,
+            )
+            selected = selected.reshape(num_examples)
+            check_finite_output(selected, "outputs")
+            device_ids = _extract_device_ids(self.forward_func, saved_layer, self.device_ids)
+            key_list = _sort_key_list(
+                list(next(iter(saved_layer.values())).keys()), device_ids
+            )
+            grad_inputs = tuple(
+                t for layer in layers for dev in key_list for t in saved_layer[layer][dev]
+            )
+            grads = torch.autograd.grad(
+                selected.sum(), grad_inputs, create_graph=create_graph, allow_unused=True
+            )
+        grads = tuple(
+            torch.zeros_like(t) if g is None else g for t, g in zip(grad_inputs, grads)
+        )
+        scale = 1.0 / self.degree
+        results: List[Tuple[Tensor, ...]] = []
+        offset = 0
+        with torch.set_grad_enabled(create_graph):
+            for layer in layers:
+                per_device_acts: List[Tuple[Tensor, ...]] = []
+                per_device_grads: List[Tuple[Tensor, ...]] = []
+                for dev in key_list:
+                    acts = saved_layer[layer][dev]
+                    per_device_acts.append(acts)
+                    per_device_grads.append(grads[offset : offset + len(acts)])
+                    offset += len(acts)
+                acts_cat = _reduce_list(per_device_acts)
+                grads_cat = _reduce_list(per_device_grads)
+                attrs = []
+                for a, g in zip(acts_cat, grads_cat):
+                    if not create_graph:
+                        a, g = a.detach(), g.detach()
+                    attrs.append(a * g * scale if self._multiply_by_inputs else g * scale)
+                results.append(tuple(attrs))
+        return results, selected.detach()

@@ -1,0 +1,533 @@
+r"""X-Gradient: Integrated Gradients in one forward and one backward pass.
+
+A function :math:`f` is *nonnegatively homogeneous of degree* :math:`k` if
+:math:`f(\alpha x) = \alpha^k f(x)` for every :math:`\alpha \ge 0`. Differentiating
+in :math:`x` gives :math:`\nabla f(\alpha x) = \alpha^{k-1} \nabla f(x)`, so Integrated
+Gradients with the zero baseline has a closed form:
+
+.. math::
+
+    \mathrm{IG}_i(x) = x_i \int_0^1 \frac{\partial f(\alpha x)}{\partial x_i}\,d\alpha
+                     = x_i \frac{\partial f(x)}{\partial x_i} \int_0^1 \alpha^{k-1}\,d\alpha
+                     = \frac{1}{k}\, x_i \frac{\partial f(x)}{\partial x_i}.
+
+This is the *X-Gradient* of Hesse, Schaub-Meyer and Roth, "Fast Axiomatic Attribution
+for Neural Networks" (NeurIPS 2021). Completeness follows from Euler's theorem for
+homogeneous functions, :math:`\sum_i x_i\,\partial_i f(x) = k f(x)`, so the
+attributions sum to :math:`f(x) = f(x) - f(0)`.
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+import warnings
+from typing import Any, Callable, List, Literal, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from ._captum_compat import (
+    BaselineType,
+    GradientAttribution,
+    TargetType,
+    TensorOrTupleOfTensorsGeneric,
+    _expand_additional_forward_args,
+    _expand_target,
+    _format_additional_forward_args,
+    _format_input_baseline,
+    _format_output,
+    _is_tuple,
+    captum_method,
+)
+from ._utils import (
+    check_finite_output,
+    chunks,
+    gradient_and_output,
+    per_example_sum,
+    preserve_model_state,
+    run_forward,
+    select_output,
+    validate_degree,
+    validate_ig_arguments,
+    validate_inputs,
+    validate_target_shape,
+    validate_zero_baselines,
+)
+from .errors import NonHomogeneousError, NonHomogeneousWarning
+
+__all__ = ["XGradient", "CheckMode"]
+
+CheckMode = Literal["off", "static", "warn", "raise"]
+_CHECK_MODES = ("off", "static", "warn", "raise")
+
+
+class XGradient(GradientAttribution):
+    r"""Integrated Gradients with the zero baseline, exact and in one backward pass.
+
+    For a model :math:`f` that is nonnegatively homogeneous of degree :math:`k`
+    (:math:`f(\alpha x) = \alpha^k f(x)` for :math:`\alpha \ge 0`), the attribution
+
+    .. math::
+
+        \text{X-Gradient}(x) = \frac{1}{k}\, x \odot \nabla_x f(x)
+
+    equals :class:`captum.attr.IntegratedGradients` with ``baselines=0`` exactly (the
+    IG path integral has this closed form, see :mod:`captum_xgrad.xgradient`), at the
+    cost of one forward and one backward pass instead of ``n_steps`` of each. ReLU or
+    LeakyReLU networks made of bias-free Linear/Conv layers, max/average pooling,
+    residual additions and shift-free eval-mode BatchNorm are homogeneous of degree 1
+    ("X-DNNs", see :func:`captum_xgrad.make_x_dnn`); a product of two such branches has
+    degree 2.
+
+    ``XGradient`` is a drop-in replacement for ``IntegratedGradients``: the constructor
+    and :meth:`attribute` take the same arguments and return the same structures, and
+    it works inside :class:`captum.attr.NoiseTunnel`, with :mod:`captum.metrics` and
+    with :mod:`captum.attr.visualization`.
+
+    Parameters
+    ----------
+    forward_func : callable
+        The model, or any function of the inputs that returns a tensor whose first
+        dimension is the batch (as for Captum).
+    multiply_by_inputs : bool, default True
+        If ``True`` return the (global) attribution :math:`x \odot \nabla f(x)/k`; if
+        ``False`` return the path-averaged gradient :math:`\nabla f(x)/k`, which is
+        what ``IntegratedGradients(..., multiply_by_inputs=False)`` returns.
+    degree : float or "auto", default 1
+        The homogeneity degree :math:`k`. ``"auto"`` estimates it on every call from
+        :math:`f(\alpha x) = \alpha^k f(x)` at :math:`\alpha \in \{1/2, 2\}` (one extra
+        forward pass on a batch twice the size) and raises
+        :class:`~captum_xgrad.NonHomogeneousError` if the estimates disagree across
+        scales and outputs. The last estimate is kept in :attr:`last_degree`.
+    check : {"static", "off", "warn", "raise"}, default "static"
+        How much to verify that the model is homogeneous. ``"static"`` scans the
+        model's modules once (no forward pass) for biases, shifted normalisation and
+        non-homogeneous activations and warns once with
+        :class:`~captum_xgrad.NonHomogeneousWarning`. ``"warn"`` and ``"raise"`` run
+        :func:`~captum_xgrad.check_homogeneity` empirically, once per input shape, and
+        warn or raise :class:`~captum_xgrad.NonHomogeneousError`; the verdict is cached.
+        ``"off"`` checks nothing.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum_xgrad import XGradient
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = nn.Sequential(nn.Linear(4, 8, bias=False), nn.ReLU(),
+    ...                       nn.Linear(8, 3, bias=False)).eval()
+    >>> x = torch.randn(2, 4)
+    >>> attr, delta = XGradient(model).attribute(x, target=1,
+    ...                                          return_convergence_delta=True)
+    >>> attr.shape
+    torch.Size([2, 4])
+    >>> torch.allclose(attr.sum(dim=1), model(x)[:, 1], atol=1e-6)  # completeness
+    True
+    >>> bool(delta.abs().max() < 1e-5)
+    True
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Tensor],
+        multiply_by_inputs: bool = True,
+        degree: Union[float, Literal["auto"]] = 1,
+        check: CheckMode = "static",
+    ) -> None:
+        if not callable(forward_func):
+            raise TypeError(
+                f"forward_func must be callable (a model or a function), got "
+                f"{type(forward_func).__name__}."
+            )
+        if check not in _CHECK_MODES:
+            raise ValueError(f"check must be one of {_CHECK_MODES}, got {check!r}.")
+        GradientAttribution.__init__(self, forward_func)
+        self._multiply_by_inputs = bool(multiply_by_inputs)
+        self.degree: Union[float, str] = validate_degree(degree, allow_auto=True)
+        self.check: CheckMode = check
+        self.last_degree: Optional[float] = None
+        self._static_checked = False
+        self._checked_shapes: dict = {}
+
+    # ------------------------------------------------------------------ captum API
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        """Whether attributions are multiplied by the inputs (global attribution)."""
+        return self._multiply_by_inputs
+
+    def has_convergence_delta(self) -> bool:
+        """X-Gradient, like IG, can report its completeness error (always ``True``)."""
+        return True
+
+    @typing.overload
+    def attribute(
+        self,
+        inputs: TensorOrTupleOfTensorsGeneric,
+        baselines: BaselineType = None,
+        target: TargetType = None,
+        additional_forward_args: Optional[object] = None,
+        n_steps: int = 50,
+        method: str = "gausslegendre",
+        internal_batch_size: Union[None, int] = None,
+        *,
+        return_convergence_delta: Literal[True],
+        create_graph: bool = False,
+    ) -> Tuple[TensorOrTupleOfTensorsGeneric, Tensor]: ...
+
+    @typing.overload
+    def attribute(
+        self,
+        inputs: TensorOrTupleOfTensorsGeneric,
+        baselines: BaselineType = None,
+        target: TargetType = None,
+        additional_forward_args: Optional[object] = None,
+        n_steps: int = 50,
+        method: str = "gausslegendre",
+        internal_batch_size: Union[None, int] = None,
+        return_convergence_delta: Literal[False] = False,
+        *,
+        create_graph: bool = False,
+    ) -> TensorOrTupleOfTensorsGeneric: ...
+
+    @captum_method
+    def attribute(  # type: ignore[misc]
+        self,
+        inputs: TensorOrTupleOfTensorsGeneric,
+        baselines: BaselineType = None,
+        target: TargetType = None,
+        additional_forward_args: Optional[object] = None,
+        n_steps: int = 50,
+        method: str = "gausslegendre",
+        internal_batch_size: Union[None, int] = None,
+        return_convergence_delta: bool = False,
+        *,
+        create_graph: bool = False,
+    ) -> Union[
+        TensorOrTupleOfTensorsGeneric, Tuple[TensorOrTupleOfTensorsGeneric, Tensor]
+    ]:
+        r"""Attribute ``target`` to ``inputs``: :math:`\frac{1}{k}\, x \odot \nabla_x f(x)`.
+
+        The signature and return conventions are those of
+        :meth:`captum.attr.IntegratedGradients.attribute`, plus the keyword-only
+        ``create_graph``.
+
+        Parameters
+        ----------
+        inputs : Tensor or tuple of Tensor
+            Input(s) to attribute, each with the batch as first dimension. A tuple
+            means a model with several inputs; the result then is a tuple too.
+        baselines : None, 0, 0.0, zero tensor, or tuple of these, optional
+            Only the zero baseline is supported, because only there does the IG
+            integral have the closed form above. Any non-zero baseline raises a
+            :class:`ValueError` that points to ``IntegratedGradients``.
+        target : int, tuple, list, Tensor or None, optional
+            Which output to explain, exactly as in Captum: an int class index for all
+            examples; a tuple for multi-dimensional outputs; a list or 1-D tensor with
+            one index per example; ``None`` for models with one output per example.
+        additional_forward_args : Any, optional
+            Extra arguments passed to ``forward_func`` after the inputs and not
+            attributed (tensors with a batch dimension are split with the inputs when
+            ``internal_batch_size`` is set).
+        n_steps : int, default 50
+            Accepted for compatibility and ignored: on a homogeneous model every
+            quadrature of the IG integral that is exact for :math:`\alpha^{k-1}`
+            (Gauss-Legendre, midpoint) returns the closed form for any ``n_steps``.
+            X-Gradient returns the integral itself, which is also the limit of the
+            Riemann rules that sample the kink at :math:`\alpha = 0`.
+        method : str, default "gausslegendre"
+            Accepted for compatibility (validated as in Captum) and ignored, as above.
+        internal_batch_size : int, optional
+            If given, the batch is processed in chunks of this many examples, one
+            forward and backward pass each, to bound peak memory. The result does not
+            depend on it.
+        return_convergence_delta : bool, default False
+            If ``True`` also return, per example,
+            :math:`\delta = \sum_i \mathrm{attr}_i - (f(x) - f(0))`. It is ~0 on a
+            homogeneous model and large otherwise, so it doubles as an exactness check.
+            Costs one extra forward pass (for :math:`f(0)`; :math:`f(x)` is reused).
+        create_graph : bool, default False
+            Keyword-only. If ``True`` the attributions stay differentiable with respect
+            to the model's parameters (and to inputs that require grad), e.g. for
+            attribution priors in training; otherwise they are detached and no graph is
+            kept alive.
+
+        Returns
+        -------
+        attributions : Tensor or tuple of Tensor
+            Same structure, shapes and dtypes as ``inputs``.
+        delta : Tensor, optional
+            Shape ``(N,)``, returned only if ``return_convergence_delta=True``.
+
+        Raises
+        ------
+        ValueError
+            For a non-zero baseline, an invalid or out-of-range target, a model output
+            that has several values per example and no target, NaN/Inf inputs or
+            outputs, invalid ``n_steps``/``method``/``internal_batch_size``, or (with
+            ``degree="auto"``) a model with no consistent homogeneity degree, which is
+            raised as :class:`~captum_xgrad.NonHomogeneousError`.
+        TypeError
+            For non-tensor or integer-typed inputs, or a non-integer target tensor.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from torch import nn
+        >>> from captum.attr import IntegratedGradients
+        >>> from captum_xgrad import XGradient
+        >>> model = nn.Sequential(nn.Conv2d(1, 4, 3, bias=False), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        ...                       nn.Linear(4, 2, bias=False)).eval()
+        >>> x = torch.rand(3, 1, 8, 8)
+        >>> xg = XGradient(model).attribute(x, target=[0, 1, 1])
+        >>> ig = IntegratedGradients(model).attribute(x, target=[0, 1, 1], n_steps=64)
+        >>> torch.allclose(xg, ig, rtol=1e-4, atol=1e-6)
+        True
+        """
+        is_inputs_tuple = _is_tuple(inputs)
+        formatted_inputs, formatted_baselines = _format_input_baseline(inputs, baselines)
+        num_examples = validate_inputs(formatted_inputs)
+        validate_zero_baselines(formatted_baselines, len(formatted_inputs))
+        validate_ig_arguments(n_steps, method, internal_batch_size)
+        validate_target_shape(target, num_examples)
+        additional_forward_args = _format_additional_forward_args(additional_forward_args)
+
+        with preserve_model_state(self.forward_func):
+            self._run_checks(formatted_inputs, additional_forward_args, target)
+            grads_chunks: List[Tuple[Tensor, ...]] = []
+            used_chunks: List[Tuple[Tensor, ...]] = []
+            outputs: List[Tensor] = []
+            for chunk_inputs, chunk_args, chunk_target in chunks(
+                formatted_inputs,
+                additional_forward_args,
+                target,
+                num_examples,
+                internal_batch_size,
+            ):
+                used, grads, selected = gradient_and_output(
+                    self.forward_func, chunk_inputs, chunk_target, chunk_args, create_graph
+                )
+                check_finite_output(selected, "outputs")
+                used_chunks.append(used)
+                grads_chunks.append(grads)
+                outputs.append(selected.detach())
+            f_x = torch.cat(outputs)
+
+            degree = self._resolve_degree(
+                formatted_inputs, additional_forward_args, target, f_x, internal_batch_size
+            )
+            attributions = self._combine(used_chunks, grads_chunks, degree, create_graph)
+            for a in attributions:
+                check_finite_output(a, "gradients")
+
+            if return_convergence_delta:
+                f_0 = self._forward_at_zero(
+                    formatted_inputs, additional_forward_args, target, internal_batch_size
+                )
+                with torch.no_grad():
+                    delta = per_example_sum([a.detach() for a in attributions]) - (f_x - f_0)
+                return _format_output(is_inputs_tuple, attributions), delta
+        return _format_output(is_inputs_tuple, attributions)
+
+    def attribute_future(self) -> None:
+        """Not supported (as for IntegratedGradients)."""
+        raise NotImplementedError("attribute_future is not implemented for XGradient")
+
+    # ------------------------------------------------------------------- internals
+    def _combine(
+        self,
+        used_chunks: List[Tuple[Tensor, ...]],
+        grads_chunks: List[Tuple[Tensor, ...]],
+        degree: float,
+        create_graph: bool,
+    ) -> Tuple[Tensor, ...]:
+        scale = 1.0 / degree
+        results = []
+        with torch.set_grad_enabled(create_graph):
+            for i in range(len(used_chunks[0])):
+                parts = []
+                for used, grads in zip(used_chunks, grads_chunks):
+                    g = grads[i] if create_graph else grads[i].detach()
+                    if self._multiply_by_inputs:
+                        x = used[i] if create_graph else used[i].detach()
+                        parts.append(x * g * scale)
+                    else:
+                        parts.append(g * scale)
+                results.append(parts[0] if len(parts) == 1 else torch.cat(parts))
+        return tuple(results)
+
+    def _forward_at_zero(
+        self,
+        inputs: Tuple[Tensor, ...],
+        additional_forward_args: Optional[Tuple[Any, ...]],
+        target: TargetType,
+        internal_batch_size: Optional[int],
+    ) -> Tensor:
+        zeros = tuple(torch.zeros_like(x) for x in inputs)
+        values = []
+        with torch.no_grad():
+            for chunk_inputs, chunk_args, chunk_target in chunks(
+                zeros, additional_forward_args, target, zeros[0].shape[0], internal_batch_size
+            ):
+                out = run_forward(self.forward_func, chunk_inputs, chunk_args)
+                values.append(select_output(out, chunk_target, chunk_inputs[0].shape[0]))
+        return torch.cat(values)
+
+    def _resolve_degree(
+        self,
+        inputs: Tuple[Tensor, ...],
+        additional_forward_args: Optional[Tuple[Any, ...]],
+        target: TargetType,
+        f_x: Tensor,
+        internal_batch_size: Optional[int],
+    ) -> float:
+        if self.degree != "auto":
+            self.last_degree = float(self.degree)
+            return float(self.degree)
+        num_examples = inputs[0].shape[0]
+        halves, doubles = [], []
+        with torch.no_grad():
+            for chunk_inputs, chunk_args, chunk_target in chunks(
+                inputs, additional_forward_args, target, num_examples, internal_batch_size
+            ):
+                n = chunk_inputs[0].shape[0]
+                scaled = tuple(torch.cat([0.5 * x, 2.0 * x]) for x in chunk_inputs)
+                args = (
+                    _expand_additional_forward_args(chunk_args, 2)
+                    if chunk_args is not None
+                    else None
+                )
+                out = run_forward(self.forward_func, scaled, args)
+                sel = select_output(out, _expand_target(chunk_target, 2), 2 * n)
+                halves.append(sel[:n])
+                doubles.append(sel[n:])
+        k = estimate_degree(f_x, torch.cat(halves), torch.cat(doubles))
+        self.last_degree = k
+        return k
+
+    def _run_checks(
+        self,
+        inputs: Tuple[Tensor, ...],
+        additional_forward_args: Optional[Tuple[Any, ...]],
+        target: TargetType,
+    ) -> None:
+        if self.check == "off":
+            return
+        model = self.forward_func
+        if not isinstance(model, nn.Module):
+            model = getattr(model, "__self__", None)
+        if self.check == "static":
+            if self._static_checked or not isinstance(model, nn.Module):
+                return
+            self._static_checked = True
+            from .homogeneity import static_findings
+
+            findings = static_findings(model)
+            if findings:
+                lines = "\n".join(f"  - {f}" for f in findings)
+                warnings.warn(
+                    f"XGradient: {type(model).__name__} does not look nonnegatively "
+                    f"homogeneous, so its X-Gradient may differ from Integrated "
+                    f"Gradients:\n{lines}\nConvert it with captum_xgrad.make_x_dnn(model) "
+                    "(and fine-tune), check it with captum_xgrad.check_homogeneity, or "
+                    "silence this with XGradient(model, check='off').",
+                    NonHomogeneousWarning,
+                    stacklevel=4,
+                )
+            return
+        key = tuple((tuple(x.shape), x.dtype, x.device) for x in inputs)
+        if key not in self._checked_shapes:
+            from .homogeneity import check_homogeneity
+
+            degree = None if self.degree == "auto" else float(self.degree)
+            self._checked_shapes[key] = check_homogeneity(
+                self.forward_func,
+                inputs if len(inputs) > 1 else inputs[0],
+                additional_forward_args=additional_forward_args,
+                target=target,
+                degree=degree,
+            )
+        report = self._checked_shapes[key]
+        if report.is_homogeneous:
+            return
+        if self.check == "raise":
+            report.raise_if_not()
+        warnings.warn(
+            f"XGradient: the model is not nonnegatively homogeneous on these inputs; "
+            f"X-Gradient will differ from Integrated Gradients.\n{report}",
+            NonHomogeneousWarning,
+            stacklevel=4,
+        )
+
+
+def estimate_degree(
+    f_x: Tensor, f_half: Tensor, f_double: Tensor, rtol: Optional[float] = None
+) -> float:
+    r"""Estimate :math:`k` from :math:`f(x/2)`, :math:`f(x)`, :math:`f(2x)`.
+
+    Uses :math:`k = \log_2 (f(2x)/f(x)) = \log_2 (f(x)/f(x/2))` on every output that is
+    not negligibly small, and requires all estimates to agree.
+
+    Parameters
+    ----------
+    f_x, f_half, f_double : Tensor
+        Model outputs at :math:`x`, :math:`x/2` and :math:`2x`, one value per example.
+    rtol : float, optional
+        Allowed spread of the estimates; defaults to ``1e-3`` for float32, ``1e-6`` for
+        float64 and ``2e-2`` for half precision.
+
+    Returns
+    -------
+    float
+        The estimated degree, rounded to the nearest integer when it is within
+        ``rtol`` of one.
+
+    Raises
+    ------
+    NonHomogeneousError
+        If the outputs are all ~0, change sign under scaling, or the estimates
+        disagree across scales or examples.
+    """
+    if rtol is None:
+        rtol = {torch.float64: 1e-6, torch.float16: 2e-2, torch.bfloat16: 2e-2}.get(
+            f_x.dtype, 1e-3
+        )
+    f_x, f_half, f_double = (t.detach().double().reshape(-1) for t in (f_x, f_half, f_double))
+    scale = float(f_x.abs().max()) if f_x.numel() else 0.0
+    valid = f_x.abs() > 1e-4 * scale
+    if scale == 0.0 or not bool(valid.any()):
+        raise NonHomogeneousError(
+            "degree='auto' cannot estimate the homogeneity degree: the selected outputs "
+            "are all zero. Pass degree=<k> explicitly."
+        )
+    r2 = f_double[valid] / f_x[valid]
+    rh = f_x[valid] / f_half[valid]
+    if bool((r2 <= 0).any()) or bool((rh <= 0).any()):
+        raise NonHomogeneousError(
+            "degree='auto': the model output changes sign when the input is scaled by "
+            "a positive factor, so the model is not nonnegatively homogeneous and "
+            "X-Gradient does not equal Integrated Gradients. Run "
+            "captum_xgrad.check_homogeneity(model, inputs) to see which modules break "
+            "homogeneity."
+        )
+    ks = torch.cat([torch.log2(r2), torch.log2(rh)])
+    k = float(ks.median())
+    spread = float((ks - k).abs().max())
+    if spread > rtol * max(1.0, abs(k)) or k <= 0:
+        raise NonHomogeneousError(
+            f"degree='auto': estimates of k in f(a*x) = a**k f(x) range from "
+            f"{float(ks.min()):.4g} to {float(ks.max()):.4g} across scales a in "
+            "{1/2, 2} and examples, so the model is not nonnegatively homogeneous "
+            "(of a positive degree) and X-Gradient would not equal Integrated "
+            "Gradients. Run captum_xgrad.check_homogeneity(model, inputs) to find the "
+            "cause, convert the model with captum_xgrad.make_x_dnn, or use "
+            "captum.attr.IntegratedGradients."
+        )
+    nearest = round(k)
+    if nearest > 0 and abs(k - nearest) <= rtol * max(1.0, abs(k)):
+        return float(nearest)
+    if not math.isfinite(k):  # pragma: no cover - guarded above
+        raise NonHomogeneousError("degree='auto' produced a non-finite estimate.")
+    return k
