@@ -349,10 +349,18 @@ class XGradient(GradientAttribution):
             for i in range(len(used_chunks[0])):
                 parts = []
                 for used, grads in zip(used_chunks, grads_chunks):
-                    g = grads[i] if create_graph else grads[i].detach()
+                    if create_graph:
+                        g = grads[i]
+                        a = used[i] * g if self._multiply_by_inputs else g
+                        parts.append(a * scale if scale != 1.0 else a)
+                        continue
+                    # no graph: one new tensor, scaled in place. (Never write into the
+                    # gradient itself: autograd may return one tensor for two inputs,
+                    # or an expanded view.)
+                    g = grads[i].detach()
                     if self._multiply_by_inputs:
-                        x = used[i] if create_graph else used[i].detach()
-                        parts.append(x * g * scale)
+                        a = torch.mul(used[i].detach(), g)
+                        parts.append(a.mul_(scale) if scale != 1.0 else a)
                     else:
                         parts.append(g * scale)
                 results.append(parts[0] if len(parts) == 1 else torch.cat(parts))

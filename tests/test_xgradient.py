@@ -590,3 +590,14 @@ def test_output_that_does_not_require_grad():
 def test_attribute_future_not_supported():
     with pytest.raises(NotImplementedError):
         XGradient(mlp()).attribute_future()
+
+
+def test_shared_and_expanded_gradients_are_not_corrupted():
+    # autograd returns one gradient tensor for both summands and an expanded view for a
+    # sum; attributions must not write into them.
+    def f(a, b):
+        return (a + b).sum(1, keepdim=True)
+
+    a, b = torch.rand(3, 4) + 1, torch.rand(3, 4) + 1
+    att_a, att_b = XGradient(f).attribute((a, b))
+    assert torch.allclose(att_a, a) and torch.allclose(att_b, b)
