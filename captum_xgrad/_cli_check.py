@@ -1,0 +1,226 @@
+"""``captum-xgrad check MODEL``: is a model nonnegatively homogeneous?
+
+MODEL is one of
+
+- ``torchvision:NAME``: ``torchvision.models.get_model(NAME, weights=None)``;
+- ``captum_xgrad:NAME``: :func:`captum_xgrad.models.get_model` (e.g. ``xvgg16``);
+- ``path/to/file.py:FACTORY`` or ``package.module:FACTORY``: ``FACTORY()`` must return
+  an ``nn.Module``.
+
+The model is put in eval mode (unless ``--train-mode``) and checked with
+:func:`captum_xgrad.homogeneity.check_homogeneity` on a random batch of shape
+``(--batch-size, *--input-shape)``. ``--convert`` also checks
+``make_x_dnn(model)``. The report is printed as a table, or as JSON with ``--json``.
+
+Exit status: 0 if the model (with ``--convert``: the converted model) is homogeneous,
+1 if not, 2 on a usage error (bad MODEL, bad ``--input-shape``, a model that fails on
+inputs of that shape).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import warnings
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from torch import nn
+
+__all__ = ["add_arguments", "run", "load_model", "parse_shape"]
+
+
+class UsageError(Exception):
+    """A problem with the command line; reported on stderr with exit status 2."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``check`` sub-command's arguments to ``parser``."""
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        help="torchvision:NAME (built with weights=None), captum_xgrad:NAME (e.g. "
+        "captum_xgrad:xvgg16), or path/to/file.py:FACTORY / package.module:FACTORY "
+        "(FACTORY() returns an nn.Module)",
+    )
+    parser.add_argument(
+        "--input-shape",
+        default="3,224,224",
+        metavar="C,H,W",
+        help="shape of one input example, comma-separated (default: 3,224,224; any "
+        "number of dimensions, e.g. 16 for an MLP)",
+    )
+    parser.add_argument("--batch-size", type=int, default=2, help="examples in the random batch (default: 2)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
+    parser.add_argument(
+        "--convert",
+        action="store_true",
+        help="also convert the model with make_x_dnn and check the result; the exit "
+        "status then refers to the converted model",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report(s) as JSON")
+    parser.add_argument(
+        "--train-mode",
+        action="store_true",
+        help="check the model in training mode (default: model.eval() first)",
+    )
+
+
+def parse_shape(text: str) -> Tuple[int, ...]:
+    """Parse ``"3,224,224"`` into ``(3, 224, 224)``.
+
+    Raises
+    ------
+    UsageError
+        If it is not a comma-separated list of positive integers.
+    """
+    try:
+        shape = tuple(int(p) for p in text.replace(" ", "").split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(s <= 0 for s in shape):
+        raise UsageError(
+            f"--input-shape {text!r} is not a comma-separated list of positive integers "
+            "(e.g. --input-shape 3,224,224)."
+        )
+    return shape
+
+
+def _from_file(path: str, factory: str) -> Any:
+    if not os.path.isfile(path):
+        raise UsageError(f"MODEL file {path!r} does not exist.")
+    name = "_captum_xgrad_check_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"cannot import {path!r} as a Python file.")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise UsageError(f"importing {path!r} failed: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def load_model(spec: str) -> nn.Module:
+    """Build the model named by a MODEL spec (see the module docstring).
+
+    Raises
+    ------
+    UsageError
+        If the spec is malformed, names an unknown model, or the factory fails or
+        returns something that is not an ``nn.Module``.
+    """
+    source, sep, name = spec.rpartition(":")
+    if not sep or not source or not name:
+        raise UsageError(
+            f"MODEL {spec!r} must be torchvision:NAME, captum_xgrad:NAME or "
+            "path/to/file.py:FACTORY."
+        )
+    if source == "torchvision":
+        import torchvision
+
+        known = torchvision.models.list_models(module=torchvision.models)
+        if name not in known:
+            raise UsageError(
+                f"torchvision has no classification model {name!r}; known: {', '.join(known)}."
+            )
+        factory: Any = lambda: torchvision.models.get_model(name, weights=None)  # noqa: E731
+    elif source == "captum_xgrad":
+        from . import models
+
+        if name not in models.list_models():
+            raise UsageError(
+                f"captum_xgrad.models has no model {name!r}; known: "
+                f"{', '.join(models.list_models())}."
+            )
+        factory = lambda: models.get_model(name)  # noqa: E731
+    else:
+        if source.endswith(".py"):
+            module = _from_file(source, name)
+        else:
+            try:
+                module = importlib.import_module(source)
+            except ImportError as exc:
+                raise UsageError(
+                    f"cannot import {source!r} ({exc}); MODEL must be torchvision:NAME, "
+                    "captum_xgrad:NAME, path/to/file.py:FACTORY or package.module:FACTORY."
+                ) from exc
+        factory = getattr(module, name, None)
+        if not callable(factory):
+            raise UsageError(f"{source!r} has no callable {name!r}.")
+    try:
+        model = factory()
+    except Exception as exc:
+        raise UsageError(f"building MODEL {spec!r} failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(model, nn.Module):
+        raise UsageError(
+            f"MODEL {spec!r} returned a {type(model).__name__}, not a torch.nn.Module."
+        )
+    return model
+
+
+def _check(model: nn.Module, x: torch.Tensor) -> Any:
+    from .homogeneity import check_homogeneity
+
+    try:
+        return check_homogeneity(model, x)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(
+            f"{exc}\n(set the shape of one example with --input-shape, e.g. "
+            "--input-shape 3,32,32)"
+        ) from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``captum-xgrad check``; returns the exit status (0, 1 or 2)."""
+    try:
+        shape = parse_shape(args.input_shape)
+        if args.batch_size < 1:
+            raise UsageError(f"--batch-size must be a positive integer, got {args.batch_size}.")
+        model = load_model(args.model)
+        if not args.train_mode:
+            model.eval()
+        generator = torch.Generator().manual_seed(args.seed)
+        x = torch.rand((args.batch_size,) + shape, generator=generator)
+        report = _check(model, x)
+        converted_report = None
+        conversion = None
+        if args.convert:
+            from .convert import make_x_dnn
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                converted, conversion = make_x_dnn(model, return_report=True)
+            converted_report = _check(converted, x)
+    except UsageError as exc:
+        print(f"captum-xgrad check: error: {exc}", file=sys.stderr)
+        return 2
+
+    final = converted_report if converted_report is not None else report
+    if args.json:
+        payload: Dict[str, Any] = {"model": args.model, "report": report.to_dict()}
+        if converted_report is not None and conversion is not None:
+            payload["conversion"] = {
+                "removed_biases": list(conversion.removed_biases),
+                "folded_batchnorms": [list(p) for p in conversion.folded_batchnorms],
+                "scaled_batchnorms": list(conversion.scaled_batchnorms),
+                "replaced_activations": list(conversion.replaced_activations),
+                "unconverted": list(conversion.unconverted),
+                "notes": list(conversion.notes),
+            }
+            payload["converted_report"] = converted_report.to_dict()
+        payload["homogeneous"] = bool(final.is_homogeneous)
+        print(json.dumps(payload, indent=2))
+    else:
+        mode = "training" if args.train_mode else "eval"
+        print(f"{args.model} ({mode} mode)")
+        print(report)
+        if converted_report is not None:
+            print()
+            print(f"make_x_dnn({args.model}): {conversion}")
+            print(converted_report)
+    return 0 if final.is_homogeneous else 1

@@ -1,0 +1,157 @@
+"""X-DNN model zoo: torchvision-style builders of homogeneous networks.
+
+Builders (all take ``weights=None`` or the path of a checkpoint file, ``progress``,
+``num_classes=1000`` and ``**kwargs``; nothing is ever downloaded):
+
+- :func:`xalexnet`; :func:`xvgg11`, :func:`xvgg13`, :func:`xvgg16`, :func:`xvgg19`;
+  :func:`xfixup_resnet18`, ..., :func:`xfixup_resnet152`: the bias-free X-DNNs of Hesse
+  et al. (2021), nonnegatively homogeneous of degree 1 in eval mode, whose
+  ``state_dict`` keys and shapes are those of the official checkpoints;
+- :func:`fixup_resnet18`, ..., :func:`fixup_resnet152`: the biased Fixup-ResNet
+  baselines (not homogeneous).
+
+:func:`get_model` and :func:`list_models` give registry access by name,
+:func:`load_official_checkpoint` loads the official checkpoint files, and
+:func:`xvgg_from_torchvision` builds an X-VGG from a torchvision VGG state dict.
+
+Examples
+--------
+>>> from captum_xgrad.models import get_model, list_models
+>>> list_models()[:3]
+['fixup_resnet101', 'fixup_resnet152', 'fixup_resnet18']
+>>> model = get_model("xalexnet", num_classes=10)
+>>> type(model).__name__, model.arch
+('XAlexNet', 'xalexnet')
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional
+
+from torch import nn
+
+from .alexnet import XAlexNet, xalexnet
+from .checkpoints import load_official_checkpoint, read_checkpoint, xvgg_from_torchvision
+from .fixup_resnet import (
+    FixupResNet,
+    XFixupResNet,
+    fixup_resnet18,
+    fixup_resnet34,
+    fixup_resnet50,
+    fixup_resnet101,
+    fixup_resnet152,
+    xfixup_resnet18,
+    xfixup_resnet34,
+    xfixup_resnet50,
+    xfixup_resnet101,
+    xfixup_resnet152,
+)
+from .vgg import XVGG, xvgg11, xvgg13, xvgg16, xvgg19
+
+__all__ = [
+    "FixupResNet",
+    "XAlexNet",
+    "XFixupResNet",
+    "XVGG",
+    "fixup_resnet18",
+    "fixup_resnet34",
+    "fixup_resnet50",
+    "fixup_resnet101",
+    "fixup_resnet152",
+    "get_model",
+    "get_model_builder",
+    "list_models",
+    "load_official_checkpoint",
+    "read_checkpoint",
+    "xalexnet",
+    "xfixup_resnet18",
+    "xfixup_resnet34",
+    "xfixup_resnet50",
+    "xfixup_resnet101",
+    "xfixup_resnet152",
+    "xvgg11",
+    "xvgg13",
+    "xvgg16",
+    "xvgg19",
+    "xvgg_from_torchvision",
+]
+
+_BUILDERS: Dict[str, Callable[..., nn.Module]] = {
+    fn.__name__: fn
+    for fn in (
+        xalexnet,
+        xvgg11,
+        xvgg13,
+        xvgg16,
+        xvgg19,
+        xfixup_resnet18,
+        xfixup_resnet34,
+        xfixup_resnet50,
+        xfixup_resnet101,
+        xfixup_resnet152,
+        fixup_resnet18,
+        fixup_resnet34,
+        fixup_resnet50,
+        fixup_resnet101,
+        fixup_resnet152,
+    )
+}
+
+#: the models that are nonnegatively homogeneous (in eval mode)
+HOMOGENEOUS = tuple(sorted(n for n in _BUILDERS if n.startswith("x")))
+
+
+def list_models(homogeneous_only: bool = False) -> List[str]:
+    """Names of the registered builders, sorted.
+
+    Parameters
+    ----------
+    homogeneous_only : bool, default False
+        Only the X-DNNs (leave out the biased Fixup-ResNet baselines).
+
+    Returns
+    -------
+    list of str
+    """
+    names = HOMOGENEOUS if homogeneous_only else _BUILDERS
+    return sorted(names)
+
+
+def get_model_builder(name: str) -> Callable[..., nn.Module]:
+    """The builder function registered as ``name``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists the known ones).
+    """
+    try:
+        return _BUILDERS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown model {name!r}; captum_xgrad.models has: {', '.join(list_models())}."
+        ) from None
+
+
+def get_model(name: str, *, weights: Optional[Any] = None, **kwargs: Any) -> nn.Module:
+    """Build the model registered as ``name`` (torchvision's ``get_model`` for this zoo).
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`list_models`.
+    weights : str or PathLike, optional
+        Checkpoint file to load (see :func:`load_official_checkpoint`).
+    **kwargs
+        Passed to the builder (``num_classes``, ...).
+
+    Returns
+    -------
+    nn.Module
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    """
+    return get_model_builder(name)(weights=weights, **kwargs)

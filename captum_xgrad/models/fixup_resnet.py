@@ -1,0 +1,408 @@
+r"""Fixup-ResNets, with biases and without (X-Fixup-ResNet, Hesse et al., 2021).
+
+Fixup (Zhang et al., ICLR 2019) trains deep residual networks without normalisation
+by initialising the last layer of every residual branch (and the classifier) to zero
+and scaling the other branch layers by :math:`L^{-1/(2m-2)}` (:math:`L` blocks,
+:math:`m` layers per branch). Without BatchNorm, a ResNet becomes homogeneous once its
+biases are removed: the X-Fixup-ResNet keeps only bias-free convolutions, ReLU,
+max/average pooling and residual additions, so it is homogeneous of degree 1.
+
+The modules and ``state_dict`` keys match the official Fast Axiomatic Attribution
+code: the shortcut projection is a bare 1x1 convolution (key
+``layerN.0.downsample.weight``), and the biased :class:`FixupResNet` carries Fixup's
+scalar ``bias1a``/``bias1b``/.../``scale`` parameters.
+
+Note that with Fixup's initialisation the classifier weights start at zero, so a freshly
+built model outputs zeros; pass ``zero_init=False`` for a random classifier and
+residual branches (useful for tests and demonstrations).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, List, Optional, Sequence, Type, Union
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "FixupResNet",
+    "XFixupResNet",
+    "fixup_resnet18",
+    "fixup_resnet34",
+    "fixup_resnet50",
+    "fixup_resnet101",
+    "fixup_resnet152",
+    "xfixup_resnet18",
+    "xfixup_resnet34",
+    "xfixup_resnet50",
+    "xfixup_resnet101",
+    "xfixup_resnet152",
+]
+
+_Weights = Optional[Union[str, "os.PathLike[str]"]]
+
+
+def _conv(c_in: int, c_out: int, k: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, kernel_size=k, stride=stride, padding=k // 2, bias=False)
+
+
+def _he_std(weight: Tensor) -> float:
+    fan_out = weight.shape[0] * math.prod(weight.shape[2:])
+    return math.sqrt(2.0 / fan_out)
+
+
+def _scalar(value: float) -> nn.Parameter:
+    return nn.Parameter(torch.full((1,), float(value)))
+
+
+# ---------------------------------------------------------------- X (bias-free) blocks
+class XFixupBasicBlock(nn.Module):
+    """relu(conv2(relu(conv1(x))) + shortcut(x)), all bias-free."""
+
+    expansion = 1
+    convs_per_branch = 2
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1,
+                 downsample: Optional[nn.Module] = None) -> None:
+        super().__init__()
+        self.conv1 = _conv(inplanes, planes, 3, stride)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv(planes, planes, 3)
+        self.downsample = downsample
+        self.stride = stride
+
+    def branch_convs(self) -> List[nn.Conv2d]:
+        return [self.conv1, self.conv2]
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.conv2(self.relu(self.conv1(x)))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + shortcut)
+
+
+class XFixupBottleneck(nn.Module):
+    """relu(conv3(relu(conv2(relu(conv1(x))))) + shortcut(x)), all bias-free."""
+
+    expansion = 4
+    convs_per_branch = 3
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1,
+                 downsample: Optional[nn.Module] = None) -> None:
+        super().__init__()
+        self.conv1 = _conv(inplanes, planes, 1)
+        self.conv2 = _conv(planes, planes, 3, stride)
+        self.conv3 = _conv(planes, planes * self.expansion, 1)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+
+    def branch_convs(self) -> List[nn.Conv2d]:
+        return [self.conv1, self.conv2, self.conv3]
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.conv1(x))
+        out = self.relu(self.conv2(out))
+        out = self.conv3(out)
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + shortcut)
+
+
+# ------------------------------------------------------------- Fixup (biased) blocks
+class FixupBasicBlock(nn.Module):
+    """Fixup basic block: scalar biases before each conv and activation, and a scalar scale."""
+
+    expansion = 1
+    convs_per_branch = 2
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1,
+                 downsample: Optional[nn.Module] = None) -> None:
+        super().__init__()
+        self.bias1a = _scalar(0.0)
+        self.conv1 = _conv(inplanes, planes, 3, stride)
+        self.bias1b = _scalar(0.0)
+        self.relu = nn.ReLU(inplace=True)
+        self.bias2a = _scalar(0.0)
+        self.conv2 = _conv(planes, planes, 3)
+        self.scale = _scalar(1.0)
+        self.bias2b = _scalar(0.0)
+        self.downsample = downsample
+        self.stride = stride
+
+    def branch_convs(self) -> List[nn.Conv2d]:
+        return [self.conv1, self.conv2]
+
+    def forward(self, x: Tensor) -> Tensor:
+        shifted = x + self.bias1a
+        out = self.relu(self.conv1(shifted) + self.bias1b)
+        out = self.conv2(out + self.bias2a) * self.scale + self.bias2b
+        shortcut = x if self.downsample is None else self.downsample(shifted)
+        return self.relu(out + shortcut)
+
+
+class FixupBottleneck(nn.Module):
+    """Fixup bottleneck block: scalar biases before each conv and activation, and a scale."""
+
+    expansion = 4
+    convs_per_branch = 3
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1,
+                 downsample: Optional[nn.Module] = None) -> None:
+        super().__init__()
+        self.bias1a = _scalar(0.0)
+        self.conv1 = _conv(inplanes, planes, 1)
+        self.bias1b = _scalar(0.0)
+        self.bias2a = _scalar(0.0)
+        self.conv2 = _conv(planes, planes, 3, stride)
+        self.bias2b = _scalar(0.0)
+        self.bias3a = _scalar(0.0)
+        self.conv3 = _conv(planes, planes * self.expansion, 1)
+        self.scale = _scalar(1.0)
+        self.bias3b = _scalar(0.0)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+
+    def branch_convs(self) -> List[nn.Conv2d]:
+        return [self.conv1, self.conv2, self.conv3]
+
+    def forward(self, x: Tensor) -> Tensor:
+        shifted = x + self.bias1a
+        out = self.relu(self.conv1(shifted) + self.bias1b)
+        out = self.relu(self.conv2(out + self.bias2a) + self.bias2b)
+        out = self.conv3(out + self.bias3a) * self.scale + self.bias3b
+        shortcut = x if self.downsample is None else self.downsample(shifted)
+        return self.relu(out + shortcut)
+
+
+_Block = Union[Type[XFixupBasicBlock], Type[XFixupBottleneck], Type[FixupBasicBlock],
+               Type[FixupBottleneck]]
+
+
+class _ResNetBase(nn.Module):
+    def _build(self, block: _Block, layers: Sequence[int], num_classes: int,
+               in_channels: int, fc_bias: bool) -> None:
+        self.num_layers = sum(layers)
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, 64, layers[0], 1)
+        self.layer2 = self._make_layer(block, 128, layers[1], 2)
+        self.layer3 = self._make_layer(block, 256, layers[2], 2)
+        self.layer4 = self._make_layer(block, 512, layers[3], 2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512 * block.expansion, num_classes, bias=fc_bias)
+
+    def _make_layer(self, block: _Block, planes: int, blocks: int, stride: int) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = _conv(self.inplanes, planes * block.expansion, 1, stride)
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def _fixup_init(self, zero_init: bool) -> None:
+        """Fixup: He init scaled by L^(-1/(2m-2)), last branch conv and classifier zero."""
+        for m in self.modules():
+            if isinstance(m, (XFixupBasicBlock, XFixupBottleneck, FixupBasicBlock, FixupBottleneck)):
+                convs = m.branch_convs()
+                factor = self.num_layers ** (-1.0 / (2 * m.convs_per_branch - 2))
+                for conv in convs[:-1]:
+                    nn.init.normal_(conv.weight, 0.0, _he_std(conv.weight) * factor)
+                if zero_init:
+                    nn.init.zeros_(convs[-1].weight)
+                else:
+                    nn.init.normal_(convs[-1].weight, 0.0, _he_std(convs[-1].weight) * factor)
+                if m.downsample is not None:
+                    nn.init.normal_(m.downsample.weight, 0.0, _he_std(m.downsample.weight))
+        if zero_init:
+            nn.init.zeros_(self.fc.weight)
+            if self.fc.bias is not None:
+                nn.init.zeros_(self.fc.bias)
+
+
+class XFixupResNet(_ResNetBase):
+    """Fixup-ResNet without biases: nonnegatively homogeneous of degree 1.
+
+    Parameters
+    ----------
+    block : XFixupBasicBlock or XFixupBottleneck
+        The residual block type.
+    layers : sequence of 4 int
+        Blocks per stage.
+    num_classes : int, default 1000
+        Number of outputs.
+    in_channels : int, default 3
+        Channels of the input image.
+    zero_init : bool, default True
+        Fixup's initialisation (last conv of each branch and the classifier at zero);
+        ``False`` initialises them randomly too.
+    """
+
+    def __init__(self, block: _Block, layers: Sequence[int], num_classes: int = 1000,
+                 in_channels: int = 3, zero_init: bool = True) -> None:
+        super().__init__()
+        self._build(block, layers, num_classes, in_channels, fc_bias=False)
+        self._fixup_init(zero_init)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.relu(self.conv1(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class FixupResNet(_ResNetBase):
+    """Fixup-ResNet with Fixup's scalar biases: *not* homogeneous (the paper's baseline).
+
+    Parameters are as for :class:`XFixupResNet`; the state dict adds ``bias1``,
+    ``bias2``, ``fc.bias`` and per block ``bias1a``, ``bias1b``, ..., ``scale``.
+    """
+
+    def __init__(self, block: _Block, layers: Sequence[int], num_classes: int = 1000,
+                 in_channels: int = 3, zero_init: bool = True) -> None:
+        super().__init__()
+        self.bias1 = _scalar(0.0)
+        self.bias2 = _scalar(0.0)
+        self._build(block, layers, num_classes, in_channels, fc_bias=True)
+        self._fixup_init(zero_init)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.relu(self.conv1(x) + self.bias1))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1) + self.bias2)
+
+
+_LAYOUTS = {
+    18: ([2, 2, 2, 2], False),
+    34: ([3, 4, 6, 3], False),
+    50: ([3, 4, 6, 3], True),
+    101: ([3, 4, 23, 3], True),
+    152: ([3, 8, 36, 3], True),
+}
+
+
+def _build(depth: int, homogeneous: bool, weights: _Weights, **kwargs: Any) -> nn.Module:
+    layers, bottleneck = _LAYOUTS[depth]
+    if homogeneous:
+        block: _Block = XFixupBottleneck if bottleneck else XFixupBasicBlock
+        model: nn.Module = XFixupResNet(block, layers, **kwargs)
+        model.arch = f"xfixup_resnet{depth}"
+    else:
+        block = FixupBottleneck if bottleneck else FixupBasicBlock
+        model = FixupResNet(block, layers, **kwargs)
+        model.arch = f"fixup_resnet{depth}"
+    if weights is not None:
+        from .checkpoints import load_official_checkpoint
+
+        load_official_checkpoint(model, weights)
+    return model
+
+
+_DOC = """Build a{x} Fixup-ResNet-{depth}{what}.
+
+    Parameters
+    ----------
+    weights : str or PathLike, optional
+        Path to a checkpoint in the official format (``{{'state_dict', 'arch', ...}}``,
+        keys possibly prefixed ``module.``) or a plain state dict, loaded with
+        :func:`~captum_xgrad.models.load_official_checkpoint`. Nothing is downloaded.
+    progress : bool, default True
+        Accepted for torchvision compatibility; unused (there is no download).
+    num_classes : int, default 1000
+        Number of outputs.
+    **kwargs
+        Passed to :class:`{cls}` (``in_channels``, ``zero_init``).
+
+    Returns
+    -------
+    {cls}
+
+    Raises
+    ------
+    TypeError, ValueError, FileNotFoundError
+        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_xgrad.models import {name}
+    >>> with torch.device("meta"):
+    ...     model = {name}()
+    >>> sum(p.numel() for p in model.parameters())
+    {params}
+    """
+
+
+def xfixup_resnet18(*, weights: _Weights = None, progress: bool = True,
+                    num_classes: int = 1000, **kwargs: Any) -> XFixupResNet:
+    return _build(18, True, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+
+
+def xfixup_resnet34(*, weights: _Weights = None, progress: bool = True,
+                    num_classes: int = 1000, **kwargs: Any) -> XFixupResNet:
+    return _build(34, True, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+
+
+def xfixup_resnet50(*, weights: _Weights = None, progress: bool = True,
+                    num_classes: int = 1000, **kwargs: Any) -> XFixupResNet:
+    return _build(50, True, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+
+
+def xfixup_resnet101(*, weights: _Weights = None, progress: bool = True,
+                     num_classes: int = 1000, **kwargs: Any) -> XFixupResNet:
+    return _build(101, True, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+
+
+def xfixup_resnet152(*, weights: _Weights = None, progress: bool = True,
+                     num_classes: int = 1000, **kwargs: Any) -> XFixupResNet:
+    return _build(152, True, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+
+
+def fixup_resnet18(*, weights: _Weights = None, progress: bool = True,
+                   num_classes: int = 1000, **kwargs: Any) -> FixupResNet:
+    return _build(18, False, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+
+
+def fixup_resnet34(*, weights: _Weights = None, progress: bool = True,
+                   num_classes: int = 1000, **kwargs: Any) -> FixupResNet:
+    return _build(34, False, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+
+
+def fixup_resnet50(*, weights: _Weights = None, progress: bool = True,
+                   num_classes: int = 1000, **kwargs: Any) -> FixupResNet:
+    return _build(50, False, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+
+
+def fixup_resnet101(*, weights: _Weights = None, progress: bool = True,
+                    num_classes: int = 1000, **kwargs: Any) -> FixupResNet:
+    return _build(101, False, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+
+
+def fixup_resnet152(*, weights: _Weights = None, progress: bool = True,
+                    num_classes: int = 1000, **kwargs: Any) -> FixupResNet:
+    return _build(152, False, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+
+
+_PARAMS = {  # parameter counts at 1000 classes (the docstring examples check them)
+    ("x", 18): 11678912, ("x", 34): 21779648, ("x", 50): 25502912, ("x", 101): 44442816,
+    ("x", 152): 60040384, ("", 18): 11679954, ("", 34): 21780730, ("", 50): 25504026,
+    ("", 101): 44444049, ("", 152): 60041736,
+}
+
+for _depth in _LAYOUTS:
+    for _x, _fn, _cls in (
+        ("x", globals()[f"xfixup_resnet{_depth}"], "XFixupResNet"),
+        ("", globals()[f"fixup_resnet{_depth}"], "FixupResNet"),
+    ):
+        _fn.__doc__ = _DOC.format(
+            x="n X-" if _x else "",
+            depth=_depth,
+            what=" without biases (homogeneous of degree 1)" if _x else " with Fixup's biases (not homogeneous)",
+            cls=_cls,
+            name=_fn.__name__,
+            params=_PARAMS[(_x, _depth)],
+        )
+del _depth, _x, _fn, _cls

@@ -1,0 +1,184 @@
+"""X-VGG: VGG-11/13/16/19 without biases (Hesse et al., 2021).
+
+Layer layout and ``state_dict`` keys are those of torchvision's VGG minus the
+``*.bias`` entries, which is what the official Fast Axiomatic Attribution code uses, so
+its X-VGG checkpoints load directly and a torchvision VGG state dict loads after its
+biases are dropped (:func:`~captum_xgrad.models.xvgg_from_torchvision`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["XVGG", "VGG_CONFIGS", "make_xvgg_features", "xvgg11", "xvgg13", "xvgg16", "xvgg19"]
+
+#: number of output channels of each 3x3 convolution; "M" is a 2x2 max-pooling.
+VGG_CONFIGS: Dict[str, List[Union[int, str]]] = {
+    "xvgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "xvgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "xvgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+               512, 512, 512, "M"],
+    "xvgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512,
+               "M", 512, 512, 512, 512, "M"],
+}
+
+
+def make_xvgg_features(config: Sequence[Union[int, str]], in_channels: int = 3) -> nn.Sequential:
+    """The convolutional part of an X-VGG: bias-free 3x3 convolutions, ReLU, max-pooling.
+
+    Parameters
+    ----------
+    config : sequence of int or "M"
+        Output channels per convolution, ``"M"`` for a 2x2 max-pooling.
+    in_channels : int, default 3
+        Channels of the input image.
+
+    Returns
+    -------
+    nn.Sequential
+    """
+    layers: List[nn.Module] = []
+    for item in config:
+        if item == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            channels = int(item)
+            layers.append(nn.Conv2d(in_channels, channels, kernel_size=3, padding=1, bias=False))
+            layers.append(nn.ReLU(inplace=True))
+            in_channels = channels
+    return nn.Sequential(*layers)
+
+
+class XVGG(nn.Module):
+    """VGG with every bias removed: nonnegatively homogeneous of degree 1 (in eval mode).
+
+    Parameters
+    ----------
+    features : nn.Module
+        The convolutional part, see :func:`make_xvgg_features`; it must output 512
+        channels.
+    num_classes : int, default 1000
+        Number of outputs.
+    init_weights : bool, default True
+        Initialise as torchvision does (Kaiming-normal convolutions, N(0, 0.01) linear
+        layers); otherwise keep PyTorch's default initialisation.
+    dropout : float, default 0.5
+        Dropout probability of the classifier (only active in training mode).
+    """
+
+    def __init__(
+        self,
+        features: nn.Module,
+        num_classes: int = 1000,
+        init_weights: bool = True,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.features = features
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(
+            nn.Linear(512 * 7 * 7, 4096, bias=False),
+            nn.ReLU(True),
+            nn.Dropout(p=dropout),
+            nn.Linear(4096, 4096, bias=False),
+            nn.ReLU(True),
+            nn.Dropout(p=dropout),
+            nn.Linear(4096, num_classes, bias=False),
+        )
+        if init_weights:
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                elif isinstance(m, nn.Linear):
+                    nn.init.normal_(m.weight, 0.0, 0.01)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+def _xvgg(
+    arch: str,
+    weights: Optional[Union[str, "os.PathLike[str]"]],
+    num_classes: int,
+    in_channels: int,
+    **kwargs: Any,
+) -> XVGG:
+    if weights is not None:
+        kwargs.setdefault("init_weights", False)
+    model = XVGG(make_xvgg_features(VGG_CONFIGS[arch], in_channels), num_classes=num_classes, **kwargs)
+    model.arch = arch
+    if weights is not None:
+        from .checkpoints import load_official_checkpoint
+
+        load_official_checkpoint(model, weights)
+    return model
+
+
+_DOC = """Build an X-VGG-{depth} (VGG configuration "{cfg}" without biases).
+
+    Parameters
+    ----------
+    weights : str or PathLike, optional
+        Path to a checkpoint in the official format (``{{'state_dict', 'arch', ...}}``,
+        e.g. ``xvgg16_model_best.pth.tar``) or a plain state dict of this model, loaded
+        with :func:`~captum_xgrad.models.load_official_checkpoint`. For a torchvision
+        VGG state dict (with biases) use
+        :func:`~captum_xgrad.models.xvgg_from_torchvision`. Nothing is downloaded.
+    progress : bool, default True
+        Accepted for torchvision compatibility; unused (there is no download).
+    num_classes : int, default 1000
+        Number of outputs.
+    in_channels : int, default 3
+        Channels of the input image.
+    **kwargs
+        Passed to :class:`XVGG` (``init_weights``, ``dropout``).
+
+    Returns
+    -------
+    XVGG
+
+    Raises
+    ------
+    TypeError, ValueError, FileNotFoundError
+        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_xgrad.models import xvgg{depth}
+    >>> with torch.device("meta"):
+    ...     model = xvgg{depth}()
+    >>> sum(p.numel() for p in model.parameters())
+    {params}
+    """
+
+
+def xvgg11(*, weights: Optional[Union[str, "os.PathLike[str]"]] = None, progress: bool = True,
+           num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> XVGG:
+    return _xvgg("xvgg11", weights, num_classes, in_channels, **kwargs)
+
+
+def xvgg13(*, weights: Optional[Union[str, "os.PathLike[str]"]] = None, progress: bool = True,
+           num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> XVGG:
+    return _xvgg("xvgg13", weights, num_classes, in_channels, **kwargs)
+
+
+def xvgg16(*, weights: Optional[Union[str, "os.PathLike[str]"]] = None, progress: bool = True,
+           num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> XVGG:
+    return _xvgg("xvgg16", weights, num_classes, in_channels, **kwargs)
+
+
+def xvgg19(*, weights: Optional[Union[str, "os.PathLike[str]"]] = None, progress: bool = True,
+           num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> XVGG:
+    return _xvgg("xvgg19", weights, num_classes, in_channels, **kwargs)
+
+
+xvgg11.__doc__ = _DOC.format(depth=11, cfg="A", params=132851392)
+xvgg13.__doc__ = _DOC.format(depth=13, cfg="B", params=133035712)
+xvgg16.__doc__ = _DOC.format(depth=16, cfg="D", params=138344128)
+xvgg19.__doc__ = _DOC.format(depth=19, cfg="E", params=143652544)
