@@ -800,17 +800,26 @@ def _check(
         float("inf") if len(finite) < len(violations) else (max(finite) if finite else 0.0)
     )
     offenders: Tuple[ModuleFinding, ...] = ()
-    if recorder is not None and not ok:
+    if recorder is not None and output_scale == 0.0:
+        # f = 0 here: the whole-model test is vacuous, so let the modules decide
+        offenders = tuple(recorder.blame(scales, rtol, atol))
+        if offenders:
+            ok = False
+            notes.append(
+                "the verdict rests on the modules' own tests, since the outputs are zero"
+            )
+    elif recorder is not None and not ok:
         offenders = tuple(recorder.blame(scales, rtol, atol))
         if not offenders:
             root = roots[0]
+            own = module_reasons(root)
             offenders = (
                 ModuleFinding(
                     name=_qualified("", root),
                     type=type(root).__name__,
                     violation=max_violation,
                     degree=estimated,
-                    reason=(
+                    reason="; ".join(own) if own else (
                         "no submodule fails on its own: the model's own forward is not "
                         "homogeneous (a constant or bias added in forward, a "
                         "non-homogeneous torch function, or a parameter used directly)"
