@@ -87,6 +87,13 @@ _NON_HOMOGENEOUS_ACTIVATIONS: Tuple[type, ...] = (
 _ADDITIVE_PARAM_HINTS = ("bias", "shift", "offset", "embed", "token")
 
 
+def _all_zero(t: Tensor) -> bool:
+    """Whether ``t`` is all zeros (False for tensors without data, e.g. on "meta")."""
+    if t.device.type == "meta":
+        return False
+    return bool(torch.count_nonzero(t.detach()) == 0)
+
+
 def _activation_reason(module: nn.Module) -> Optional[str]:
     if isinstance(module, nn.ReLU6):
         return "ReLU6 clips at 6, so it is not homogeneous (use nn.ReLU)"
@@ -137,7 +144,7 @@ def module_reasons(module: nn.Module, *, include_mode: bool = True) -> List[str]
     """
     reasons: List[str] = []
     if isinstance(module, _CONV_LIKE) and getattr(module, "bias", None) is not None:
-        zero = bool(torch.count_nonzero(module.bias.detach()) == 0)
+        zero = _all_zero(module.bias)
         reasons.append("has a bias (y = W x + b)" + (", currently all zero" if zero else ""))
     elif isinstance(module, nn.modules.batchnorm._BatchNorm):
         uses_batch_stats = module.training or not module.track_running_stats
@@ -149,10 +156,10 @@ def module_reasons(module: nn.Module, *, include_mode: bool = True) -> List[str]
                 + ("; call model.eval()" if module.track_running_stats else "")
             )
         if module.track_running_stats and module.running_mean is not None:
-            if bool(torch.count_nonzero(module.running_mean) > 0):
+            if not _all_zero(module.running_mean):
                 reasons.append("subtracts its running mean (a shift)")
         if module.affine and module.bias is not None:
-            zero = bool(torch.count_nonzero(module.bias.detach()) == 0)
+            zero = _all_zero(module.bias)
             reasons.append(
                 "adds a learnable shift (bias)" + (", currently all zero" if zero else "")
             )
