@@ -180,7 +180,7 @@ def train_classifier(
             loss = loss_fn(model(x[idx]), y[idx])
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         if log is not None:
             log(
                 f"  epoch {epoch + 1}/{epochs}: loss {total / len(x):.4f} "
