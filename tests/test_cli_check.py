@@ -1,0 +1,102 @@
+"""``captum-xgrad check``: exit codes 0/1/2, table and JSON output, --convert, MODEL specs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from captum_xgrad.cli import main
+
+
+def _run(argv, capsys):
+    code = main(["check", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_homogeneous_zoo_model_exits_0(capsys):
+    code, out, _ = _run(["captum_xgrad:xalexnet", "--input-shape", "3,63,63"], capsys)
+    assert code == 0
+    assert "XAlexNet on inputs (2, 3, 63, 63): homogeneous" in out
+
+
+def test_biased_model_exits_1_and_convert_fixes_it(capsys):
+    code, out, _ = _run(["torchvision:resnet18", "--input-shape", "3,32,32"], capsys)
+    assert code == 1
+    assert "NOT homogeneous" in out and "fc" in out
+    code, out, _ = _run(["torchvision:resnet18", "--input-shape", "3,32,32", "--convert"], capsys)
+    assert code == 0
+    assert "make_x_dnn(torchvision:resnet18): removed 1 bias(es), folded 20 BatchNorm(s)" in out
+
+
+def test_json_output(capsys):
+    code, out, _ = _run(["torchvision:squeezenet1_1", "--input-shape", "3,32,32", "--json", "--convert"], capsys)
+    data = json.loads(out)
+    assert data["model"] == "torchvision:squeezenet1_1"
+    assert data["homogeneous"] is data["converted_report"]["is_homogeneous"] is True
+    assert code == 0
+    assert len(data["conversion"]["removed_biases"]) == 26
+
+
+def test_factory_in_a_file(tmp_path, capsys):
+    path = tmp_path / "mymodel.py"
+    path.write_text(textwrap.dedent("""
+        from torch import nn
+        def make():
+            return nn.Sequential(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 2, bias=False))
+        def not_a_model():
+            return 42
+        def broken():
+            raise RuntimeError("boom")
+    """))
+    code, out, _ = _run([f"{path}:make", "--input-shape", "6"], capsys)
+    assert code == 1
+    assert "Offending modules (2)" in out and "Tanh" in out
+    code, _, err = _run([f"{path}:not_a_model"], capsys)
+    assert code == 2 and "returned a int, not a torch.nn.Module" in err
+    code, _, err = _run([f"{path}:broken"], capsys)
+    assert code == 2 and "building MODEL" in err and "RuntimeError: boom" in err
+    code, _, err = _run([f"{path}:missing"], capsys)
+    assert code == 2 and "has no callable 'missing'" in err
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["torchvision:resnet9000"], "torchvision has no classification model 'resnet9000'"),
+        (["captum_xgrad:xresnet"], "captum_xgrad.models has no model 'xresnet'"),
+        (["resnet18"], "must be torchvision:NAME, captum_xgrad:NAME or path/to/file.py:FACTORY"),
+        (["nowhere/model.py:make"], "MODEL file 'nowhere/model.py' does not exist"),
+        (["no_such_package_xyz:make"], "cannot import 'no_such_package_xyz'"),
+        (["captum_xgrad:xalexnet", "--input-shape", "3,x"], "is not a comma-separated list of positive integers"),
+        (["captum_xgrad:xalexnet", "--input-shape", "3,0,4"], "is not a comma-separated list"),
+        (["captum_xgrad:xalexnet", "--batch-size", "0"], "--batch-size must be a positive integer"),
+        (["captum_xgrad:xalexnet", "--input-shape", "5"], r"(?s)the model raised RuntimeError.*--input-shape"),
+    ],
+)
+def test_usage_errors_exit_2_with_message(argv, message, capsys):
+    import re
+
+    code, out, err = _run(argv, capsys)
+    assert code == 2
+    assert out == ""
+    assert re.search(message, err), err
+
+
+def test_argparse_usage_error_exits_2():
+    with pytest.raises(SystemExit) as exc:
+        main(["check"])
+    assert exc.value.code == 2
+
+
+def test_console_entry_point_exit_code():
+    proc = subprocess.run(
+        [sys.executable, "-m", "captum_xgrad", "check", "torchvision:alexnet", "--input-shape", "3,63,63"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "NOT homogeneous" in proc.stdout
