@@ -108,3 +108,32 @@ def test_fixup_zero_init_gives_zero_output():
     assert torch.count_nonzero(model(torch.rand(1, 3, 32, 32))) == 0
     assert torch.count_nonzero(model.fc.weight) == 0
     assert torch.count_nonzero(model.layer1[0].conv2.weight) == 0
+
+
+# ------------------------------------------------------------- contrast invariance
+def _load_example(name):
+    import importlib.util
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("a", [1e-3, 0.3, 7.0, 1e3])
+def test_x_model_predictions_are_contrast_invariant(a):
+    x_model = _randomise(models.xfixup_resnet18(num_classes=10, zero_init=False))
+    biased = _randomise(models.fixup_resnet18(num_classes=10, zero_init=False))
+    x = torch.rand(8, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(x_model(a * x).argmax(1), x_model(x).argmax(1))
+        if a == 1e-3:  # the biases dominate at low contrast: argmax f(a x) -> argmax f(0)
+            assert torch.unique(biased(a * x).argmax(1)).numel() == 1
+
+
+def test_contrast_invariance_example():
+    example = _load_example("contrast_invariance")
+    results = example.main(epochs=1)
+    assert set(results["X-DNN (bias-free)"].values()) == {1.0}
+    assert results["CNN with biases"][0.01] < 0.9
