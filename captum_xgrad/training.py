@@ -13,20 +13,24 @@ Calling ``.backward()`` on the result differentiates through the attribution (a
 "double backward"). Only the attribution method changes between the variants the
 X-Gradient paper compares (Hesse et al., NeurIPS 2021, Sec. 4.3):
 
-================================  =======================  ===============================
-method                            model                    cost per step (passes)
-================================  =======================  ===============================
-:class:`XGradientMethod`          bias-free (homogeneous)  1 forward + double backward
-:class:`GradientMethod`           any                      1 forward + double backward
-:class:`IntegratedGradientsMethod` any                     forward on ``(1 + n) N`` rows
-:class:`ExpectedGradientsMethod`  any                      forward on ``(1 + k) N`` rows
-================================  =======================  ===============================
+- :class:`XGradientMethod` on a bias-free (homogeneous) model: exact IG, one forward
+  pass on ``N`` rows and a double backward;
+- :class:`GradientMethod` on any model: the input gradient, same cost;
+- :class:`IntegratedGradientsMethod` on any model: one forward pass on ``(1 + n) N``
+  rows (``n`` quadrature steps);
+- :class:`ExpectedGradientsMethod` on any model: one forward pass on ``(1 + k) N`` rows
+  (``k`` references).
 
 Every method makes exactly **one** call of the model per step (the path points of
 IG/EG are concatenated with the batch), and the task loss reuses the rows at
 :math:`x`. That keeps the cost minimal and makes the helper work under
 :class:`torch.nn.parallel.DistributedDataParallel`, which expects one forward per
 backward. It also works with any optimizer and under :func:`torch.autocast`.
+
+One consequence of the single call: for IG and EG the path points share the batch
+with the real inputs, so a BatchNorm layer in training mode would include them in its
+batch statistics. Use such priors with models without train-mode BatchNorm (the
+bias-free X-DNNs have none: their BatchNorm is a fixed scale), or freeze BN statistics.
 """
 
 from __future__ import annotations
