@@ -127,9 +127,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cpu"))
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="only re-render the Markdown and bar plot from a JSON of an earlier run")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    if args.from_json is not None:
+        saved = json.loads(args.from_json.read_text())
+        saved["meta"]["rendered_by"] = command
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_markdown(args.out / "decoy_digits.md", saved["meta"], saved["rows"])
+        plot(args.out / "decoy_digits.png", saved["meta"], saved["rows"])
+        print((args.out / "decoy_digits.md").read_text())
+        return 0
     info = machine_info()
     print(f"command: {command}\nmachine: {info}", flush=True)
 
@@ -207,6 +217,34 @@ def write_markdown(path: Path, meta: dict, results: dict) -> None:
             f"{_pct(r, 'decoy_share')} | {r['seconds_per_epoch']:.2f} ± "
             f"{r['seconds_per_epoch_sem']:.2f} |"
         )
+    if {"clean_ref", "plain_free", "xgrad"} <= set(results):
+        ref, plain, xg = results["clean_ref"], results["plain_free"], results["xgrad"]
+        lines += [
+            "",
+            "## Summary (computed from the table)",
+            "",
+            f"- Clean accuracy (bias-free CNN trained and tested without patch): "
+            f"{100 * ref['clean_accuracy']:.1f}%. With the decoy in training, the plain "
+            f"bias-free CNN reaches {100 * plain['accuracy']:.1f}% on test images with random "
+            f"decoys; with the X-Gradient prior {100 * xg['accuracy']:.1f}%, i.e. "
+            f"{100 * xg['accuracy'] / ref['clean_accuracy']:.0f}% of the clean accuracy "
+            f"(decoy share {100 * plain['decoy_share']:.1f}% -> {100 * xg['decoy_share']:.1f}%).",
+        ]
+        for key in ("ig", "eg", "grad"):
+            if key in results:
+                r = results[key]
+                lines.append(
+                    f"- {r['label']}: {100 * r['accuracy']:.1f}% "
+                    f"({100 * r['accuracy'] / ref['clean_accuracy']:.0f}% of clean), decoy share "
+                    f"{100 * r['decoy_share']:.1f}%; the X-Gradient prior's epoch takes "
+                    f"{xg['seconds_per_epoch'] / r['seconds_per_epoch']:.2f}x its time."
+                )
+        lines.append(
+            f"- The X-Gradient prior's epoch takes {xg['seconds_per_epoch'] / plain['seconds_per_epoch']:.1f}x "
+            "the time of a plain epoch of the same CNN."
+        )
+    if "rendered_by" in meta:
+        lines += ["", f"(Markdown and bar plot re-rendered from the JSON by `{meta['rendered_by']}`.)"]
     path.write_text("\n".join(lines) + "\n")
 
 

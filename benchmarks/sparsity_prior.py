@@ -54,7 +54,6 @@ from captum_xgrad.training import (
     AttributionPrior,
     ExpectedGradientsMethod,
     GradientMethod,
-    IntegratedGradientsMethod,
     XGradientMethod,
 )
 
@@ -200,9 +199,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cpu"))
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="only re-render the Markdown and PNG from a JSON of an earlier run")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    if args.from_json is not None:
+        saved = json.loads(args.from_json.read_text())
+        saved["meta"]["rendered_by"] = command
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_markdown(args.out / "sparsity_prior.md", saved["meta"], saved["rows"])
+        plot(args.out / "sparsity_prior.png", saved["meta"], saved["rows"])
+        print((args.out / "sparsity_prior.md").read_text())
+        return 0
     info = machine_info()
     print(f"command: {command}\nmachine: {info}", flush=True)
 
@@ -257,6 +266,25 @@ def write_markdown(path: Path, meta: dict, results: dict) -> None:
             f"| {r['label']} | {lam} | {r['test']:.4f} ± {r['test_sem']:.4f} | {r['val']:.4f} | "
             f"{r['gini']:.3f} ± {r['gini_sem']:.3f} | {1e3 * r['sec_per_epoch']:.2f} ms |"
         )
+    lines += ["", "## Paired differences of test ROC-AUC (same splits and initialisations)", "",
+              "Mean ± s.e.m. over repetitions of (row - reference); 'better'/'worse' when the "
+              "mean is more than 2 s.e.m. from 0, else 'no significant difference'.", "",
+              "| Row | Reference | Difference | Reps where row > reference | Verdict |",
+              "|---|---|---|---|---|"]
+    pairs = [("gini_xgrad", "unreg_nobias"), ("gini_xgrad", "unreg_bias"), ("gini_grad", "unreg_bias"),
+             ("gini_eg1", "unreg_bias"), ("gini_eg8", "unreg_bias"), ("gini_xgrad", "gini_eg1"),
+             ("gini_xgrad", "gini_eg8")]
+    for row, ref in pairs:
+        if row not in results or ref not in results:
+            continue
+        diff = np.array(results[row]["test_per_rep"]) - np.array(results[ref]["test_per_rep"])
+        mean, err = float(diff.mean()), sem(list(diff))
+        verdict = ("better" if mean - 2 * err > 0 else "worse" if mean + 2 * err < 0
+                   else "no significant difference")
+        lines.append(f"| {results[row]['label']} | {results[ref]['label']} | {mean:+.4f} ± {err:.4f} | "
+                     f"{int((diff > 0).sum())} / {len(diff)} (ties {int((diff == 0).sum())}) | {verdict} |")
+    if "rendered_by" in meta:
+        lines += ["", f"(Markdown and plot re-rendered from the JSON by `{meta['rendered_by']}`.)"]
     path.write_text("\n".join(lines) + "\n")
 
 
