@@ -21,8 +21,11 @@ with warm-up and ``repeats`` repetitions (median and quartiles):
   pass; or ``XGradient.attribute(create_graph=True)`` plus a task forward pass) or a
   differentiable IG (``AttributionPrior`` with ``IntegratedGradientsMethod``).
 
-Each time is also reported as a ratio to ``bare`` (training steps also to
-``train_plain``), and each case's peak memory is measured once (after warm-up):
+The cases of a group (gradient methods, IG, layer methods, training steps) are timed
+interleaved, round by round (:func:`time_interleaved`), so that load changes on a
+shared machine affect the compared methods alike. Each time is also reported as a
+ratio to ``bare`` (training steps also to ``train_plain``), and each case's peak
+memory is measured once, in its first (warm-up) call:
 
 - CUDA: :func:`torch.cuda.max_memory_allocated` minus the memory allocated before the
   call (after :func:`torch.cuda.reset_peak_memory_stats`);
@@ -44,6 +47,7 @@ average at start and end), a Markdown table and PNG plots, under ``<out>/<device
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import datetime as _dt
 import gc
@@ -57,9 +61,9 @@ import sys
 import time
 import warnings
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -82,6 +86,7 @@ __all__ = [
     "run_error",
     "run_speed",
     "time_callable",
+    "time_interleaved",
 ]
 
 #: identifies the layout of the JSON files; bump it when keys change.
@@ -189,36 +194,81 @@ def time_callable(
     >>> len(t.samples_ms), t.median_ms >= 0
     (5, True)
     """
+    return time_interleaved([fn], device, repeats=repeats, warmup=warmup)[0]
+
+
+def time_interleaved(
+    fns: Sequence[Callable[[], Any]], device: Any = "cpu", repeats: int = 5, warmup: int = 1
+) -> List[Timing]:
+    """Time several callables in round-robin order: ``f1, f2, ..., f1, f2, ...``.
+
+    Each round calls every function once, so a slow period of a shared machine (other
+    processes, frequency changes) hits all of them alike and their *ratios* stay
+    meaningful. Timing as in :func:`time_callable`.
+
+    Parameters
+    ----------
+    fns : sequence of callable
+        The work to compare.
+    device : str or torch.device, default "cpu"
+    repeats : int, default 5
+        Timed rounds (at least 1).
+    warmup : int, default 1
+        Untimed rounds before (at least 0).
+
+    Returns
+    -------
+    list of Timing
+        One per function, in the order of ``fns``.
+
+    Raises
+    ------
+    ValueError
+        If ``repeats < 1`` or ``warmup < 0``.
+
+    Examples
+    --------
+    >>> from captum_xgrad.bench import time_interleaved
+    >>> short, long = time_interleaved([lambda: sum(range(10)),
+    ...                                 lambda: sum(range(100000))], repeats=5)
+    >>> short.median_ms < long.median_ms
+    True
+    """
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}.")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}.")
     dev = _device_of(device)
     for _ in range(warmup):
-        fn()
-    samples: List[float] = []
+        for fn in fns:
+            fn()
+    samples: List[List[float]] = [[] for _ in fns]
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        if dev.type == "cuda":
-            for _ in range(repeats):
-                start = torch.cuda.Event(enable_timing=True)
-                end = torch.cuda.Event(enable_timing=True)
-                torch.cuda.synchronize(dev)
-                start.record()
-                fn()
-                end.record()
-                end.synchronize()
-                samples.append(float(start.elapsed_time(end)))
-        else:
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                fn()
-                samples.append(1e3 * (time.perf_counter() - t0))
+        for _ in range(repeats):
+            for fn, out in zip(fns, samples):
+                out.append(_time_one(fn, dev))
     finally:
         if gc_was_enabled:
             gc.enable()
-    return Timing(samples)
+    return [Timing(s) for s in samples]
+
+
+def _time_one(fn: Callable[[], Any], dev: torch.device) -> float:
+    """Milliseconds of one call (CUDA: between two events, after a synchronize)."""
+    if dev.type == "cuda":
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(dev)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return float(start.elapsed_time(end))
+    t0 = time.perf_counter()
+    fn()
+    return 1e3 * (time.perf_counter() - t0)
 
 
 # =============================================================================== memory
@@ -467,7 +517,10 @@ def _fixup_like_resnet50(num_classes: int) -> nn.Module:
 def _build_xfixup_resnet50(num_classes: int, small: bool) -> Tuple[nn.Module, str]:
     zoo = _zoo("xfixup_resnet50")
     if zoo is not None:
-        return zoo(num_classes=num_classes), "captum_xgrad.models.xfixup_resnet50"
+        # Fixup's zero init (last branch convs and classifier at 0) gives a model that
+        # outputs zeros; random weights everywhere instead
+        return (zoo(num_classes=num_classes, zero_init=False),
+                "captum_xgrad.models.xfixup_resnet50(zero_init=False)")
     return (_fixup_like_resnet50(num_classes),
             "torchvision resnet50 without BN and biases, Fixup-scaled (fallback: "
             "captum_xgrad.models missing)")
@@ -476,8 +529,8 @@ def _build_xfixup_resnet50(num_classes: int, small: bool) -> Tuple[nn.Module, st
 def _build_biased_resnet50(num_classes: int, small: bool) -> Tuple[nn.Module, str]:
     zoo = _zoo("fixup_resnet50")
     if zoo is not None:
-        return (_default_bias_init(zoo(num_classes=num_classes)),
-                "captum_xgrad.models.fixup_resnet50, biases drawn at random")
+        return (_default_bias_init(zoo(num_classes=num_classes, zero_init=False)),
+                "captum_xgrad.models.fixup_resnet50(zero_init=False), biases drawn at random")
     return (_default_bias_init(_torchvision("resnet50", num_classes)),
             "torchvision resnet50 (BN, biases), biases and BN statistics drawn at random")
 
@@ -896,32 +949,62 @@ def _speed_cases(
     return cases
 
 
-def _measure_case(case: _Case, device: str, cfg: BenchConfig) -> Dict[str, Any]:
-    row: Dict[str, Any] = {
-        "case": case.name,
-        "group": case.group,
-        "n_steps": case.n_steps,
-        "internal_batch_size": case.internal_batch_size,
-        "status": "ok",
-    }
-    try:
-        warmup = cfg.warmup
-        if cfg.memory:
-            # the memory run is the first warm-up call (the model itself was warmed up
-            # by a bare pass before the first case of the block)
-            row["peak_memory_bytes"] = peak_memory(case.fn, device)
-            warmup = max(warmup - 1, 0)
-        timing = time_callable(case.fn, device, repeats=cfg.repeats, warmup=warmup)
-        row.update(timing.as_dict())
-    except Exception as exc:  # noqa: BLE001 - recorded, then the run goes on
-        if not is_out_of_memory(exc):
-            raise
-        row["status"] = "out of memory"
-        row["error"] = str(exc).splitlines()[0][:200]
-        gc.collect()
-        if device == "cuda":
-            torch.cuda.empty_cache()
-    return row
+def _measure_block(cases: List[_Case], device: str, cfg: BenchConfig,
+                   bar: "_Progress") -> List[Dict[str, Any]]:
+    """Measure every case of one (model, device, batch) block.
+
+    First each case once on its own: its peak memory (this call is also its first
+    warm-up call) or, with memory off, a plain warm-up call; a case that runs out of
+    memory is recorded as such and not timed. Then the timing, interleaved within
+    each group (gradient, IG, layer, training), so that load changes on a shared
+    machine hit the compared methods alike.
+    """
+    rows: List[Dict[str, Any]] = []
+    for case in cases:
+        row: Dict[str, Any] = {
+            "case": case.name,
+            "group": case.group,
+            "n_steps": case.n_steps,
+            "internal_batch_size": case.internal_batch_size,
+            "status": "ok",
+        }
+        try:
+            if cfg.memory:
+                row["peak_memory_bytes"] = peak_memory(case.fn, device)
+            else:
+                case.fn()
+        except Exception as exc:  # noqa: BLE001 - recorded, then the run goes on
+            if not is_out_of_memory(exc):
+                raise
+            row["status"] = "out of memory"
+            row["error"] = str(exc).splitlines()[0][:200]
+        if row["status"] != "ok":
+            # here the exception and the frames it kept alive are gone
+            gc.collect()
+            if device == "cuda":
+                torch.cuda.empty_cache()
+        rows.append(row)
+        bar.update(f"memory: {_short_label(case)}")
+    warmup = max(cfg.warmup - 1, 0)
+    groups: List[str] = []
+    for case in cases:
+        if case.group not in groups:
+            groups.append(case.group)
+    for group in groups:
+        members = [(c, r) for c, r in zip(cases, rows) if c.group == group and r["status"] == "ok"]
+        if not members:
+            continue
+        timings = time_interleaved([c.fn for c, _ in members], device,
+                                   repeats=cfg.repeats, warmup=warmup)
+        for (c, r), timing in zip(members, timings):
+            r.update(timing.as_dict())
+            bar.update(f"time: {_short_label(c)}")
+    return rows
+
+
+def _short_label(case: _Case) -> str:
+    label = case.name + (f"(n={case.n_steps})" if case.n_steps else "")
+    return label + (f" ibs={case.internal_batch_size}" if case.internal_batch_size else "")
 
 
 def _add_ratios(rows: List[Dict[str, Any]]) -> None:
@@ -1052,19 +1135,14 @@ def _run_speed(cfg: BenchConfig, log: Log) -> Dict[str, Dict[str, Any]]:
                 cases = _speed_cases(spec, model, train_model, opt, x, t, cfg)
                 gc.collect()  # once per block: a full collection takes ~0.3 s
                 cases[0].fn()  # warm the model up (first-call allocations, kernels)
-                bar = _Progress(len(cases), f"{device} {name} batch {batch}", cfg.progress)
-                block = []
+                bar = _Progress(2 * len(cases), f"{device} {name} batch {batch}",
+                                cfg.progress)
                 try:
-                    for case in cases:
-                        label = case.name + (f"(n={case.n_steps})" if case.n_steps else "")
-                        if case.internal_batch_size:
-                            label += f" ibs={case.internal_batch_size}"
-                        row = _measure_case(case, device, cfg)
-                        row.update(model=name, device=device, batch_size=batch)
-                        block.append(row)
-                        bar.update(label)
+                    block = _measure_block(cases, device, cfg, bar)
                 finally:
                     bar.close()
+                for row in block:
+                    row.update(model=name, device=device, batch_size=batch)
                 _add_ratios(block)
                 rows.extend(block)
                 bare = next(r for r in block if r["case"] == "bare")
@@ -1105,6 +1183,22 @@ def _completeness(delta: Tensor, f_x: Tensor, f_0: Tensor) -> Tuple[float, float
     return float(rel.max()), float(rel.mean())
 
 
+@contextlib.contextmanager
+def _full_precision(device: str) -> Iterator[Dict[str, Any]]:
+    """Switch TF32 off on CUDA for the exactness study (restored afterwards): TF32
+    convolutions round to ~1e-3 and would hide the differences being measured."""
+    if device != "cuda":
+        yield {}
+        return
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield {"tf32": "disabled for the exactness study"}
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def run_error(cfg: BenchConfig, log: Log = _print) -> Dict[str, Dict[str, Any]]:
     """Run the exactness study; returns one result dict per device.
 
@@ -1128,88 +1222,99 @@ def run_error(cfg: BenchConfig, log: Log = _print) -> Dict[str, Dict[str, Any]]:
     dict
         ``{device: {"models": ..., "results": [...]}}``.
     """
+    cfg.validate()
+    out: Dict[str, Dict[str, Any]] = {}
+    for device in cfg.devices:
+        with _full_precision(device) as precision:
+            out[device] = _run_error_on(device, cfg, log)
+            out[device].update(precision)
+    return out
+
+
+def _run_error_on(device: str, cfg: BenchConfig, log: Log) -> Dict[str, Any]:
     from captum.attr import IntegratedGradients
 
     from .xgradient import XGradient
 
-    cfg.validate()
-    out: Dict[str, Dict[str, Any]] = {}
     ibs = cfg.error_internal_batch_size
-    for device in cfg.devices:
-        rows: List[Dict[str, Any]] = []
-        models_info: Dict[str, Any] = {}
-        steps = sorted(set(cfg.n_steps))
-        bar = _Progress(len(cfg.models) * (2 * len(steps) + 3), f"{device} exactness",
-                        cfg.progress)
-        try:
-            for name in cfg.models:
-                spec = get_model_spec(name)
-                shape = spec.input_shape(cfg.small)
-                n_examples = cfg.error_batch_size or spec.error_batch_size(cfg.small)
-                gen = torch.Generator().manual_seed(cfg.seed)
-                x = torch.rand((n_examples,) + shape, generator=gen).to(device)
-                info: Dict[str, Any] = {"title": spec.title, "input_shape": list(shape),
-                                        "examples": n_examples}
-                for variant, build in (("x", spec.build_x), ("biased", spec.build_biased)):
-                    torch.manual_seed(cfg.seed)
-                    model, source = build(cfg.num_classes, cfg.small)
-                    model = model.to(device).eval()
-                    info[f"{variant}_source"] = source
-                    with torch.no_grad():
-                        f_x_all = model(x)
-                        f_0_all = model(torch.zeros_like(x))
-                    t = f_x_all.argmax(1)
-                    f_x = f_x_all.gather(1, t[:, None])[:, 0]
-                    f_0 = f_0_all.gather(1, t[:, None])[:, 0]
-                    ig = IntegratedGradients(model)
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")  # biased models warn, by design
-                        xg, xg_delta = XGradient(model).attribute(
-                            x, target=t, return_convergence_delta=True)
-                    bar.update(f"{name} {variant} XGradient")
-                    base = {"model": name, "device": device, "variant": variant}
-                    if variant == "x":
-                        ref, ref_name = xg, "xgradient"
-                    else:
-                        ref = ig.attribute(x, target=t, n_steps=cfg.reference_steps,
-                                           internal_batch_size=ibs)
-                        ref_name = f"ig{cfg.reference_steps}"
-                        bar.update(f"{name} IG({cfg.reference_steps})")
-                        mx, mn = _relative_errors(xg, ref)
-                        cmx, cmn = _completeness(xg_delta, f_x, f_0)
-                        rows.append(dict(base, method="xgradient", n_steps=None,
-                                         reference=ref_name, max_rel=mx, mean_rel=mn,
-                                         completeness_max_rel=cmx, completeness_mean_rel=cmn))
-                    if variant == "x":
-                        cmx, cmn = _completeness(xg_delta, f_x, f_0)
-                        rows.append(dict(base, method="xgradient", n_steps=None,
-                                         reference="xgradient", max_rel=0.0, mean_rel=0.0,
-                                         completeness_max_rel=cmx, completeness_mean_rel=cmn))
-                    for n in steps:
-                        a, delta = ig.attribute(x, target=t, n_steps=n, internal_batch_size=ibs,
-                                                return_convergence_delta=True)
-                        mx, mn = _relative_errors(a, ref)
-                        cmx, cmn = _completeness(delta, f_x, f_0)
-                        rows.append(dict(base, method="ig", n_steps=n, reference=ref_name,
-                                         max_rel=mx, mean_rel=mn,
-                                         completeness_max_rel=cmx, completeness_mean_rel=cmn))
-                        bar.update(f"{name} {variant} IG({n})")
-                    del model, ig
-                    gc.collect()
-                models_info[name] = info
-                x_rows = [r for r in rows if r["model"] == name and r["variant"] == "x"
-                          and r["method"] == "ig"]
-                b_rows = [r for r in rows if r["model"] == name and r["variant"] == "biased"
-                          and r["method"] == "ig"]
-                log(f"  {device} {name}: max |IG(n) - XGradient| / max |XGradient| over n = "
-                    f"{max(r['max_rel'] for r in x_rows):.1e} (X-model); with biases "
-                    f"IG({b_rows[0]['n_steps']}) vs IG({cfg.reference_steps}): "
-                    f"{b_rows[0]['max_rel']:.1e}")
-        finally:
-            bar.close()
-        out[device] = {"models": models_info, "results": rows,
-                       "error_internal_batch_size": ibs}
-    return out
+    rows: List[Dict[str, Any]] = []
+    models_info: Dict[str, Any] = {}
+    steps = sorted(set(cfg.n_steps))
+    bar = _Progress(len(cfg.models) * (2 * len(steps) + 3), f"{device} exactness",
+                    cfg.progress)
+    try:
+        for name in cfg.models:
+            spec = get_model_spec(name)
+            shape = spec.input_shape(cfg.small)
+            n_examples = cfg.error_batch_size or spec.error_batch_size(cfg.small)
+            gen = torch.Generator().manual_seed(cfg.seed)
+            x = torch.rand((n_examples,) + shape, generator=gen).to(device)
+            info: Dict[str, Any] = {"title": spec.title, "input_shape": list(shape),
+                                    "examples": n_examples}
+            for variant, build in (("x", spec.build_x), ("biased", spec.build_biased)):
+                torch.manual_seed(cfg.seed)
+                model, source = build(cfg.num_classes, cfg.small)
+                model = model.to(device).eval()
+                info[f"{variant}_source"] = source
+                with torch.no_grad():
+                    f_x_all = model(x)
+                    f_0_all = model(torch.zeros_like(x))
+                t = f_x_all.argmax(1)
+                f_x = f_x_all.gather(1, t[:, None])[:, 0]
+                f_0 = f_0_all.gather(1, t[:, None])[:, 0]
+                if not bool(((f_x - f_0).abs() > 1e-6 * f_x.abs().clamp_min(1.0)).all()):
+                    raise RuntimeError(
+                        f"{name} ({variant}, {source}): f(x) = f(0) on the benchmark "
+                        "inputs, so every attribution is ~0 and relative errors are "
+                        "meaningless; the model's initialisation is degenerate."
+                    )
+                ig = IntegratedGradients(model)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # biased models warn, by design
+                    xg, xg_delta = XGradient(model).attribute(
+                        x, target=t, return_convergence_delta=True)
+                bar.update(f"{name} {variant} XGradient")
+                base = {"model": name, "device": device, "variant": variant}
+                if variant == "x":
+                    ref, ref_name = xg, "xgradient"
+                else:
+                    ref = ig.attribute(x, target=t, n_steps=cfg.reference_steps,
+                                       internal_batch_size=ibs)
+                    ref_name = f"ig{cfg.reference_steps}"
+                    bar.update(f"{name} IG({cfg.reference_steps})")
+                    mx, mn = _relative_errors(xg, ref)
+                    cmx, cmn = _completeness(xg_delta, f_x, f_0)
+                    rows.append(dict(base, method="xgradient", n_steps=None,
+                                     reference=ref_name, max_rel=mx, mean_rel=mn,
+                                     completeness_max_rel=cmx, completeness_mean_rel=cmn))
+                if variant == "x":
+                    cmx, cmn = _completeness(xg_delta, f_x, f_0)
+                    rows.append(dict(base, method="xgradient", n_steps=None,
+                                     reference="xgradient", max_rel=0.0, mean_rel=0.0,
+                                     completeness_max_rel=cmx, completeness_mean_rel=cmn))
+                for n in steps:
+                    a, delta = ig.attribute(x, target=t, n_steps=n, internal_batch_size=ibs,
+                                            return_convergence_delta=True)
+                    mx, mn = _relative_errors(a, ref)
+                    cmx, cmn = _completeness(delta, f_x, f_0)
+                    rows.append(dict(base, method="ig", n_steps=n, reference=ref_name,
+                                     max_rel=mx, mean_rel=mn,
+                                     completeness_max_rel=cmx, completeness_mean_rel=cmn))
+                    bar.update(f"{name} {variant} IG({n})")
+                del model, ig
+                gc.collect()
+            models_info[name] = info
+            x_rows = [r for r in rows if r["model"] == name and r["variant"] == "x"
+                      and r["method"] == "ig"]
+            b_rows = [r for r in rows if r["model"] == name and r["variant"] == "biased"
+                      and r["method"] == "ig"]
+            log(f"  {device} {name}: max |IG(n) - XGradient| / max |XGradient| over n = "
+                f"{max(r['max_rel'] for r in x_rows):.1e} (X-model); with biases "
+                f"IG({b_rows[0]['n_steps']}) vs IG({cfg.reference_steps}): "
+                f"{b_rows[0]['max_rel']:.1e}")
+    finally:
+        bar.close()
+    return {"models": models_info, "results": rows, "error_internal_batch_size": ibs}
 
 
 # ============================================================================= output
@@ -1604,6 +1709,9 @@ def run(args: argparse.Namespace, what: Optional[str] = None, prog: str = "captu
         print(f"captum-xgrad bench: error: {exc}", file=sys.stderr)
         return 2
     command = f"{prog} {shlex.join(list(argv) if argv is not None else _rebuild_argv(args))}"
+    # thread settings change the results: say them as part of the command
+    env = [f"{k}={shlex.quote(os.environ[k])}" for k in _THREAD_ENV if k in os.environ]
+    command = " ".join(env + [command])
     out_root = Path(args.out)
     studies = ("speed", "error") if what == "all" else (what,)
     log(f"{command}\n  devices: {', '.join(cfg.devices)}; torch {torch.__version__}, "
@@ -1617,6 +1725,10 @@ def run(args: argparse.Namespace, what: Optional[str] = None, prog: str = "captu
         _write(study, result, cfg, command, out_root, created, load_start,
                time.perf_counter() - t0, log)
     return 0
+
+
+#: environment variables that set the number of threads (written with the command).
+_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _rebuild_argv(args: argparse.Namespace) -> List[str]:

@@ -148,7 +148,7 @@ def test_cli_bench_runs_the_same_harness(tmp_path, capsys, one_thread):
                      "--no-progress", "--out", str(tmp_path)])
     assert code == 0
     doc = json.loads((tmp_path / "cpu" / "error.json").read_text())
-    assert doc["command"].startswith("captum-xgrad bench error")
+    assert "captum-xgrad bench error --models mlp" in doc["command"]
     assert not (tmp_path / "cpu" / "error_vs_steps.png").exists()
 
 
