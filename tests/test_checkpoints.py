@@ -52,37 +52,39 @@ def test_features_module_prefix_of_alexnet_vgg(tmp_path):
 
 
 def test_plain_state_dict_file(tmp_path):
-    trained = models.xalexnet(num_classes=4)
+    trained = models.xfixup_resnet18(num_classes=4, zero_init=False)
     path = tmp_path / "plain.pt"
     torch.save(trained.state_dict(), path)
-    model = models.xalexnet(num_classes=4)
+    model = models.xfixup_resnet18(num_classes=4)
     assert load_official_checkpoint(model, path) == {}
     assert _same(model, trained)
 
 
 def test_wrong_architecture(tmp_path):
-    path = _official_file(tmp_path / "a.pth.tar", models.xalexnet(num_classes=3), "xalexnet")
-    model = models.xfixup_resnet18(num_classes=3)
+    path = _official_file(tmp_path / "a.pth.tar", models.xfixup_resnet18(num_classes=3),
+                          "xfixup_resnet18")
+    model = models.xalexnet(num_classes=3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(ValueError, match=r"is for arch='xalexnet' but the model is 'xfixup_resnet18'.*get_model\('xalexnet'\)"):
+    with pytest.raises(ValueError, match=r"is for arch='xfixup_resnet18' but the model is 'xalexnet'.*get_model\('xfixup_resnet18'\)"):
         load_official_checkpoint(model, path)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     # without arch information the key check catches it
-    with pytest.raises(ValueError, match=r"(?s)does not fit the model.*missing keys \(21\).*unexpected keys \(8\)"):
-        load_official_checkpoint(model, path, arch="xalexnet")
+    with pytest.raises(ValueError, match=r"(?s)does not fit the model.*missing keys \(8\).*unexpected keys \(21\)"):
+        load_official_checkpoint(model, path, arch="xfixup_resnet18")
 
 
 def test_missing_and_extra_keys_and_shapes(tmp_path):
-    state = models.xalexnet(num_classes=3).state_dict()
-    del state["classifier.6.weight"]
-    state["classifier.6.bias"] = torch.zeros(3)
+    state = models.xfixup_resnet18(num_classes=3).state_dict()
+    del state["fc.weight"]
+    state["fc.bias"] = torch.zeros(3)
     path = tmp_path / "broken.pth.tar"
-    torch.save({"arch": "xalexnet", "state_dict": state}, path)
-    with pytest.raises(ValueError, match=r"(?s)missing keys \(1\): classifier.6.weight.*unexpected keys \(1\): classifier.6.bias"):
-        models.xalexnet(num_classes=3, weights=path)
-    path2 = _official_file(tmp_path / "ten.pth.tar", models.xalexnet(num_classes=10), "xalexnet")
-    with pytest.raises(ValueError, match=r"(?s)shape mismatches \(1\): classifier.6.weight: checkpoint \(10, 4096\) vs model \(3, 4096\).*num_classes"):
-        models.xalexnet(num_classes=3, weights=path2)
+    torch.save({"arch": "xfixup_resnet18", "state_dict": state}, path)
+    with pytest.raises(ValueError, match=r"(?s)missing keys \(1\): fc.weight.*unexpected keys \(1\): fc.bias"):
+        models.xfixup_resnet18(num_classes=3, weights=path)
+    path2 = _official_file(tmp_path / "ten.pth.tar", models.xfixup_resnet18(num_classes=10),
+                           "xfixup_resnet18")
+    with pytest.raises(ValueError, match=r"(?s)shape mismatches \(1\): fc.weight: checkpoint \(10, 512\) vs model \(3, 512\).*num_classes"):
+        models.xfixup_resnet18(num_classes=3, weights=path2)
 
 
 def test_torchvision_vgg_file(tmp_path):
@@ -116,13 +118,14 @@ def test_xvgg_from_torchvision_rejects_other_state_dicts(tmp_path):
     with pytest.raises(ValueError, match="VGG-BN state dict.*make_x_dnn"):
         xvgg_from_torchvision(bn)
     other = tmp_path / "alex.pth"
-    torch.save(models.xalexnet(num_classes=2).state_dict(), other)
-    with pytest.raises(ValueError, match="does not look like a torchvision VGG state dict: it has 5"):
+    torch.save(models.xfixup_resnet18(num_classes=2).state_dict(), other)
+    with pytest.raises(ValueError, match="does not look like a torchvision VGG state dict: it has 0"):
         xvgg_from_torchvision(other)
 
 
 def test_corrupt_truncated_and_foreign_files(tmp_path):
-    good = _official_file(tmp_path / "good.pth.tar", models.xalexnet(num_classes=2), "xalexnet")
+    good = _official_file(tmp_path / "good.pth.tar", models.xfixup_resnet18(num_classes=2),
+                          "xfixup_resnet18")
     data = good.read_bytes()
     truncated = tmp_path / "truncated.pth.tar"
     truncated.write_bytes(data[: len(data) // 2])
@@ -130,7 +133,7 @@ def test_corrupt_truncated_and_foreign_files(tmp_path):
     garbage.write_bytes(b"not a checkpoint at all" * 10)
     for path in (truncated, garbage):
         with pytest.raises(ValueError, match=r"(?s)could not read the checkpoint .* corrupt, truncated"):
-            load_official_checkpoint(models.xalexnet(num_classes=2), path)
+            load_official_checkpoint(models.xfixup_resnet18(num_classes=2), path)
     with pytest.raises(FileNotFoundError, match="checkpoint file not found"):
         read_checkpoint(tmp_path / "nope.pth")
     listing = tmp_path / "list.pth"
@@ -142,7 +145,7 @@ def test_corrupt_truncated_and_foreign_files(tmp_path):
     with pytest.raises(ValueError, match="'state_dict' entry that is not a mapping"):
         read_checkpoint(bad_state)
     with pytest.raises(TypeError, match="model must be an nn.Module, got str"):
-        load_official_checkpoint("xalexnet", good)  # type: ignore[arg-type]
+        load_official_checkpoint("xfixup_resnet18", good)  # type: ignore[arg-type]
 
 
 class _Evil:

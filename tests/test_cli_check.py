@@ -75,7 +75,7 @@ def test_factory_in_a_file(tmp_path, capsys):
         (["captum_xgrad:xalexnet", "--input-shape", "3,x"], "is not a comma-separated list of positive integers"),
         (["captum_xgrad:xalexnet", "--input-shape", "3,0,4"], "is not a comma-separated list"),
         (["captum_xgrad:xalexnet", "--batch-size", "0"], "--batch-size must be a positive integer"),
-        (["captum_xgrad:xalexnet", "--input-shape", "5"], r"(?s)the model raised RuntimeError.*--input-shape"),
+        (["captum_xgrad:xfixup_resnet18", "--input-shape", "5"], r"(?s)the model raised RuntimeError.*--input-shape"),
     ],
 )
 def test_usage_errors_exit_2_with_message(argv, message, capsys):
@@ -95,7 +95,7 @@ def test_argparse_usage_error_exits_2():
 
 def test_console_entry_point_exit_code():
     proc = subprocess.run(
-        [sys.executable, "-m", "captum_xgrad", "check", "torchvision:alexnet", "--input-shape", "3,63,63"],
+        [sys.executable, "-m", "captum_xgrad", "check", "torchvision:resnet18", "--input-shape", "3,32,32"],
         capture_output=True, text=True,
     )
     assert proc.returncode == 1, proc.stderr

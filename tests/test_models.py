@@ -88,10 +88,13 @@ def test_x_models_are_homogeneous_and_xgradient_equals_ig(name, size):
     x = torch.rand(2, 3, size, size)
     report = check_homogeneity(model, x)
     assert report.is_homogeneous and report.degree == 1.0, str(report)
-    model, xd = model.double(), x.double()
+    if name.startswith("xfixup"):  # small: float64, tight tolerance
+        model, xd, tol = model.double(), x.double(), 1e-5
+    else:  # 60-130M parameters: float32, one example
+        xd, tol = x[:1], 1e-4
     xg = XGradient(model).attribute(xd, target=4)
     ig = IntegratedGradients(model).attribute(xd, target=4, n_steps=4)
-    assert float((xg - ig).abs().max()) <= 1e-5 * float(ig.abs().max())
+    assert float((xg - ig).abs().max()) <= tol * float(ig.abs().max())
 
 
 def test_biased_fixup_is_not_homogeneous_and_blame_names_its_blocks():
