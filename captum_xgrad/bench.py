@@ -1504,13 +1504,15 @@ def plot_speed(doc: Dict[str, Any], out_dir: Path) -> List[Path]:
     plt.close(fig)
 
     if any("peak_memory_bytes" in r for r in doc["results"]):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 4.2 * nrows), squeeze=False)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 4.2 * nrows), squeeze=False)
         for ax, (model, batch) in zip(axes.flat, keys):
             block = [r for r in doc["results"]
                      if (r["model"], r["batch_size"]) == (model, batch)
                      and "peak_memory_bytes" in r
                      and (r["case"] != "ig" or r["n_steps"] in (50, max(doc["config"]["n_steps"])))]
-            labels = [_case_label(r).replace("train step, ", "step: ") for r in block]
+            labels = [_case_label(r).replace("train step, ", "step: ")
+                      .replace("XGradient.attribute + task forward", "attribute + fwd")
+                      for r in block]
             values = [max(r["peak_memory_bytes"], 1) / 2**20 for r in block]
             colors = ["C2" if "xgrad" in r["case"] else "k" if r["case"] == "bare"
                       else "C0" for r in block]
