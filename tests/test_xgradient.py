@@ -601,3 +601,13 @@ def test_shared_and_expanded_gradients_are_not_corrupted():
     a, b = torch.rand(3, 4) + 1, torch.rand(3, 4) + 1
     att_a, att_b = XGradient(f).attribute((a, b))
     assert torch.allclose(att_a, a) and torch.allclose(att_b, b)
+
+
+def test_all_finite_is_exact():
+    from captum_xgrad._utils import all_finite
+
+    big = torch.full((4,), 3e38)  # finite elements whose sum overflows
+    assert all_finite(big)
+    assert not all_finite(torch.tensor([1.0, float("inf")]))
+    assert not all_finite(torch.tensor([float("inf"), float("-inf")]))
+    assert not all_finite(torch.tensor([0.0, float("nan")]))
