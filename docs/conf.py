@@ -97,4 +97,3 @@ html_theme = "furo"
 html_title = f"captum-xgrad {release}"
 html_static_path = ["_static"]
 html_theme_options = {"navigation_with_keys": True}
-pygments_style = "sphinx"

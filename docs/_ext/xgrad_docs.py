@@ -8,6 +8,8 @@
    for a name not (yet) re-exported, by the unique documented ``captum_xgrad.*``
    object with that last component.
 
+   ``.. xgrad-public-names::`` lists the package's ``__all__`` with those links.
+
 2. Committed benchmark results.
 
 ``.. xgrad-benchmark-results:: STEM`` shows, for every device folder under
@@ -210,6 +212,30 @@ class BenchmarkResults(SphinxDirective):
         return container.children
 
 
+class PublicNames(SphinxDirective):
+    """``.. xgrad-public-names::``: a list of ``captum_xgrad.__all__``, each linked to its
+    documentation, with the first line of its docstring. Follows the package's exports
+    without editing the page."""
+
+    def run(self) -> List[nodes.Node]:
+        import importlib
+        import inspect
+
+        package = importlib.import_module("captum_xgrad")
+        lines: List[str] = []
+        for name in sorted(getattr(package, "__all__", ()), key=str.lower):
+            if name.startswith("__"):
+                continue
+            obj = getattr(package, name)
+            role = "mod" if inspect.ismodule(obj) else "obj"
+            doc = (inspect.getdoc(obj) or "").strip().splitlines()
+            summary = doc[0] if doc else ""
+            lines.append(f"- :{role}:`captum_xgrad.{name}`" + (f": {summary}" if summary else ""))
+        container = nodes.container()
+        self.state.nested_parse(StringList(lines + [""], source="<captum_xgrad.__all__>"), 0, container)
+        return container.children
+
+
 def _canonical(target: str) -> List[str]:
     """Candidate documented names for a ``captum_xgrad.*`` reference target."""
     import importlib
@@ -271,5 +297,6 @@ def setup(app):  # noqa: ANN001, ANN201 - Sphinx's extension entry point
     # ``sphinx-build -D xgrad_results_dir=/some/folder``)
     app.add_config_value("xgrad_results_dir", "", "env")
     app.add_directive("xgrad-benchmark-results", BenchmarkResults)
+    app.add_directive("xgrad-public-names", PublicNames)
     app.connect("missing-reference", _resolve_reexport)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
