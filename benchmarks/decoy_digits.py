@@ -129,9 +129,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cpu"))
     parser.add_argument("--from-json", type=Path, default=None,
                         help="only re-render the Markdown and bar plot from a JSON of an earlier run")
+    parser.add_argument("--timing-only", type=int, default=0, metavar="STEPS",
+                        help="only time STEPS training steps per row, interleaving the rows "
+                             "round-robin (fair under a fluctuating machine load); writes "
+                             "decoy_digits_timing.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    if args.timing_only:
+        return time_steps(args, command)
     if args.from_json is not None:
         saved = json.loads(args.from_json.read_text())
         saved["meta"]["rendered_by"] = command
@@ -190,6 +196,70 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
+def time_steps(args: argparse.Namespace, command: str) -> int:
+    """Median wall time of one training step (batch 64) per row, rows interleaved."""
+    from captum_xgrad.priors import mask_prior
+    from captum_xgrad.training import AttributionPrior
+
+    data = make_decoy_digits(seed=0)
+    steppers = {}
+    for key in args.rows:
+        _, bias, kind, _ = ROWS[key]
+        if key == "clean_ref":
+            continue
+        torch.manual_seed(0)
+        model = decoy_cnn(bias=bias)
+        method = make_method(kind, args, data.x_train, 0) if kind else XGradientMethod(check=False)
+        helper = AttributionPrior(model, mask_prior, weight=args.weight if kind else 0.0,
+                                  attribution=method)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        steppers[key] = (helper, opt)
+    gen = torch.Generator().manual_seed(0)
+    times: Dict[str, List[float]] = {k: [] for k in steppers}
+    for step in range(args.timing_only + 2):  # 2 warm-up rounds
+        idx = torch.randperm(len(data.x_train), generator=gen)[:64]
+        for key, (helper, opt) in steppers.items():
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            helper(data.x_train[idx], data.y_train[idx], data.mask_train[idx]).loss.backward()
+            opt.step()
+            if step >= 2:
+                times[key].append(time.perf_counter() - t0)
+    plain = float(np.median(times["plain_free"])) if "plain_free" in times else None
+    rows = {}
+    for key, ts in times.items():
+        med = float(np.median(ts))
+        rows[key] = {"label": label_of(key, args), "median_ms": 1e3 * med,
+                     "q25_ms": 1e3 * float(np.percentile(ts, 25)),
+                     "q75_ms": 1e3 * float(np.percentile(ts, 75)),
+                     "x_plain_bias_free": med / plain if plain else None}
+    meta = {"command": command, "machine": machine_info(), "steps": args.timing_only,
+            "batch_size": 64, "ig_steps": args.ig_steps, "eg_k": args.eg_k}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "decoy_digits_timing.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    for r in rows.values():
+        print(f"{r['label']}: {r['median_ms']:.1f} ms/step (x{r['x_plain_bias_free']:.1f})")
+    return 0
+
+
+def _timing_lines(path: Path) -> List[str]:
+    if not path.exists():
+        return []
+    saved = json.loads(path.read_text())
+    meta, rows = saved["meta"], saved["rows"]
+    m = meta["machine"]
+    lines = ["", "## Time per training step, rows interleaved", "",
+             f"Made by `{meta['command']}` ({m['processor']}, {m['torch_threads']} torch "
+             f"thread(s), torch {m['torch']}, git {m['git_commit']}, {m['date']}): median over "
+             f"{meta['steps']} steps of batch {meta['batch_size']}, the rows taking turns step by "
+             "step so that load changes on the shared machine hit all rows alike.", "",
+             "| Row | ms / step (median) | interquartile range | x plain bias-free |", "|---|---|---|---|"]
+    for r in rows.values():
+        lines.append(f"| {r['label']} | {r['median_ms']:.1f} | {r['q25_ms']:.1f} - {r['q75_ms']:.1f} | "
+                     f"{r['x_plain_bias_free']:.2f} |")
+    return lines
+
+
 def _pct(row: dict, key: str) -> str:
     return f"{100 * row[key]:.1f} ± {100 * row[key + '_sem']:.1f}"
 
@@ -243,6 +313,7 @@ def write_markdown(path: Path, meta: dict, results: dict) -> None:
             f"- The X-Gradient prior's epoch takes {xg['seconds_per_epoch'] / plain['seconds_per_epoch']:.1f}x "
             "the time of a plain epoch of the same CNN."
         )
+    lines += _timing_lines(path.parent / "decoy_digits_timing.json")
     if "rendered_by" in meta:
         lines += ["", f"(Markdown and bar plot re-rendered from the JSON by `{meta['rendered_by']}`.)"]
     path.write_text("\n".join(lines) + "\n")
