@@ -15,7 +15,8 @@ from ._version import __version__
 
 __all__ = ["main", "build_parser"]
 
-#: sub-command name -> (module implementing it, one-line help)
+#: Sub-command name -> (module implementing it, one-line help). Each module provides
+#: ``add_arguments(parser)`` and ``run(args) -> int``.
 COMMANDS = {
     "demo": (
         "captum_xgrad.demo",
@@ -38,6 +39,30 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
 
     Only the module of ``command`` (the sub-command being run) is imported, so that
     ``captum-xgrad --help`` and each sub-command start fast.
+
+    Parameters
+    ----------
+    command : str, optional
+        The sub-command whose options to add (one of :data:`COMMANDS`); the others
+        are listed with their help text only.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser; the chosen sub-command's ``run`` is stored as ``_run``.
+
+    Raises
+    ------
+    ImportError
+        If the sub-command's module needs an extra that is not installed (e.g.
+        scikit-learn for ``demo``: ``pip install 'captum-xgrad[demo]'``).
+
+    Examples
+    --------
+    >>> from captum_xgrad.cli import build_parser
+    >>> args = build_parser("demo").parse_args(["demo", "--epochs", "2"])
+    >>> args.epochs
+    2
     """
     parser = argparse.ArgumentParser(
         prog="captum-xgrad",
@@ -55,7 +80,31 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of the ``captum-xgrad`` console script; returns the exit code."""
+    """Entry point of the ``captum-xgrad`` console script.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Command-line arguments without the program name; ``sys.argv[1:]`` if omitted.
+
+    Returns
+    -------
+    int
+        The exit code: the sub-command's (``check``: 0 homogeneous, 1 not), or 2 when
+        no sub-command is given (the help is printed to stderr).
+
+    Raises
+    ------
+    SystemExit
+        From :mod:`argparse` on ``--help``, ``--version`` (code 0) and usage errors
+        (code 2).
+
+    Examples
+    --------
+    >>> from captum_xgrad.cli import main
+    >>> main([])  # no sub-command: prints the help to stderr
+    2
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in COMMANDS), None)
     parser = build_parser(command)

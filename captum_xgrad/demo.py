@@ -287,6 +287,23 @@ def plot_attributions(
     -------
     pathlib.Path
         ``path``.
+
+    Raises
+    ------
+    IndexError
+        If ``titles`` is given with fewer entries than images.
+
+    Examples
+    --------
+    >>> import tempfile, torch
+    >>> from pathlib import Path
+    >>> from captum_xgrad.demo import plot_attributions
+    >>> images = torch.rand(2, 1, 8, 8)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     out = plot_attributions(images, {"X-Gradient": torch.randn(2, 1, 8, 8)},
+    ...                             Path(tmp) / "grid.png")
+    ...     out.stat().st_size > 0
+    True
     """
     import matplotlib
 
@@ -320,7 +337,28 @@ def plot_attributions(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``demo`` sub-command's options to ``parser``."""
+    """Add the ``demo`` sub-command's options to ``parser``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The (sub-)parser to extend with ``--out``, ``--epochs``, ``--batch``,
+        ``--seed`` and ``--no-decoy``.
+
+    Raises
+    ------
+    argparse.ArgumentError
+        If ``parser`` already defines one of these options.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> from captum_xgrad.demo import add_arguments
+    >>> p = argparse.ArgumentParser()
+    >>> add_arguments(p)
+    >>> p.parse_args(["--batch", "8", "--no-decoy"]).batch
+    8
+    """
     parser.add_argument("--out", type=Path, default=Path("xgrad_demo.png"),
                         help="PNG to write the heat maps to (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=8, help="training epochs (default: 8)")
@@ -332,7 +370,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, log: Log = _print) -> int:
-    """Run the demo; returns the exit code (0 when XGradient agrees with IG)."""
+    """Run the demo: train, attribute, compare with IG, plot (and the decoy study).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Options from :func:`add_arguments`: ``out`` (PNG path), ``epochs``, ``batch``
+        (test images attributed), ``seed``, ``no_decoy``.
+    log : callable, default print
+        Receives the progress lines.
+
+    Returns
+    -------
+    int
+        0 when XGradient agrees with IG to 1e-4 and completeness holds, else 1.
+
+    Raises
+    ------
+    ImportError
+        If scikit-learn or matplotlib is missing (``pip install 'captum-xgrad[demo]'``).
+
+    Examples
+    --------
+    >>> import argparse, tempfile
+    >>> from pathlib import Path
+    >>> from captum_xgrad.demo import run
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     args = argparse.Namespace(out=Path(tmp) / "demo.png", epochs=1, batch=4,
+    ...                               seed=0, no_decoy=True)
+    ...     run(args, log=lambda line: None)
+    0
+    """
     t_start = time.perf_counter()
     torch.manual_seed(args.seed)
     log("captum-xgrad demo: X-Gradient (1 backward pass) vs Integrated Gradients (n_steps=50)")
@@ -359,7 +427,7 @@ def run(args: argparse.Namespace, log: Log = _print) -> int:
         f"{1e3 * res['t_ig']:.2f} ms -> {res['speedup']:.1f}x faster (median of 5)")
 
     log(f"[4/4] writing heat maps to {args.out}")
-    k = 6
+    k = min(6, len(x))
     plot_attributions(
         x[:k], {"X-Gradient": res["xgrad"][:k], "IG (n=50)": res["ig"][:k]}, args.out,
         titles=[f"label {int(y_test[i])}, pred {int(pred[i])}" for i in range(k)],

@@ -82,6 +82,14 @@ class LayerXGradient(LayerAttribution, GradientAttribution):
     degree : float, default 1
         Homogeneity degree :math:`k` of the part of the network after the layer.
 
+    Raises
+    ------
+    TypeError
+        If ``forward_func`` is not callable or ``layer`` is not a module (or list of
+        modules).
+    ValueError
+        If ``degree`` is not a positive number.
+
     Examples
     --------
     >>> import torch

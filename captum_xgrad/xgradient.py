@@ -109,6 +109,14 @@ class XGradient(GradientAttribution):
         warn or raise :class:`~captum_xgrad.NonHomogeneousError`; the verdict is cached.
         ``"off"`` checks nothing.
 
+    Raises
+    ------
+    TypeError
+        If ``forward_func`` is not callable.
+    ValueError
+        If ``degree`` is not a positive number or ``"auto"``, or ``check`` is not one
+        of the four modes.
+
     Examples
     --------
     >>> import torch
