@@ -226,6 +226,20 @@ class LayerXGradient(LayerAttribution, GradientAttribution):
         ValueError
             For non-zero baselines, invalid targets, NaN/Inf inputs or outputs,
             invalid ``n_steps``/``method``/``internal_batch_size``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from torch import nn
+        >>> from captum.attr import LayerIntegratedGradients
+        >>> from captum_xgrad import LayerXGradient
+        >>> model = nn.Sequential(nn.Conv2d(1, 3, 3, bias=False), nn.ReLU(),
+        ...                       nn.Flatten(), nn.Linear(3 * 4 * 4, 2, bias=False))
+        >>> x = torch.rand(2, 1, 6, 6)
+        >>> lx = LayerXGradient(model, model[1]).attribute(x, target=1)
+        >>> lig = LayerIntegratedGradients(model, model[1]).attribute(x, target=1)
+        >>> lx.shape, torch.allclose(lx, lig, rtol=1e-4, atol=1e-6)
+        (torch.Size([2, 3, 4, 4]), True)
         """
         formatted_inputs, formatted_baselines = _format_input_baseline(inputs, baselines)
         num_examples = validate_inputs(formatted_inputs)

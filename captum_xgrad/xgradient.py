@@ -56,8 +56,10 @@ from ._utils import (
 )
 from .errors import NonHomogeneousError, NonHomogeneousWarning
 
-__all__ = ["XGradient", "CheckMode"]
+__all__ = ["XGradient", "CheckMode", "estimate_degree"]
 
+#: The ``check`` modes of :class:`XGradient`: ``"off"``, ``"static"`` (default),
+#: ``"warn"``, ``"raise"``.
 CheckMode = Literal["off", "static", "warn", "raise"]
 _CHECK_MODES = ("off", "static", "warn", "raise")
 
