@@ -271,6 +271,7 @@ def write_markdown(path: Path, meta: dict, results: dict) -> None:
               "mean is more than 2 s.e.m. from 0, else 'no significant difference'.", "",
               "| Row | Reference | Difference | Reps where row > reference | Verdict |",
               "|---|---|---|---|---|"]
+    verdicts = {}
     pairs = [("gini_xgrad", "unreg_nobias"), ("gini_xgrad", "unreg_bias"), ("gini_grad", "unreg_bias"),
              ("gini_eg1", "unreg_bias"), ("gini_eg8", "unreg_bias"), ("gini_xgrad", "gini_eg1"),
              ("gini_xgrad", "gini_eg8")]
@@ -281,11 +282,63 @@ def write_markdown(path: Path, meta: dict, results: dict) -> None:
         mean, err = float(diff.mean()), sem(list(diff))
         verdict = ("better" if mean - 2 * err > 0 else "worse" if mean + 2 * err < 0
                    else "no significant difference")
+        verdicts[(row, ref)] = verdict
         lines.append(f"| {results[row]['label']} | {results[ref]['label']} | {mean:+.4f} ± {err:.4f} | "
                      f"{int((diff > 0).sum())} / {len(diff)} (ties {int((diff == 0).sum())}) | {verdict} |")
+    lines += claim_lines(results, verdicts)
+    lines += [
+        "", "## Differences from the paper's protocol", "",
+        "- Data: scikit-learn's breast-cancer set (569 x 30, no missing values) instead of NHANES "
+        "(not available offline); the split sizes (100/100/rest) and standardisation follow the "
+        "official code.",
+        f"- {meta['reps']} repetitions on a CPU instead of the paper's 200 (the issue asks for >= 20).",
+        "- lambda is picked per row by the mean validation ROC-AUC over the repetitions; every "
+        "row, EG with k=8 included, gets the whole grid.",
+        "- The validation ROC-AUC is taken after each update step (the official loop takes it "
+        "before the step); the epoch with the best one is kept, as there.",
+        "- Seconds per epoch are wall times of the training steps on a machine shared with other "
+        "jobs: compare them within the table only, and roughly.",
+    ]
     if "rendered_by" in meta:
         lines += ["", f"(Markdown and plot re-rendered from the JSON by `{meta['rendered_by']}`.)"]
     path.write_text("\n".join(lines) + "\n")
+
+
+def claim_lines(results: dict, verdicts: dict) -> List[str]:
+    """Does the run support the paper's claim? Stated from the paired verdicts."""
+    if "gini_xgrad" not in results:
+        return []
+    v_free = verdicts.get(("gini_xgrad", "unreg_nobias"))
+    v_bias = verdicts.get(("gini_xgrad", "unreg_bias"))
+    xg = results["gini_xgrad"]
+    lines = ["", "## Does this match the paper's claim?", "",
+             "The paper (Sec. 4.3) reports that, with few training samples, the Gini prior on "
+             "X-Gradient attributions of a bias-free MLP raises the test ROC-AUC over the "
+             "unregularised models, like the (more expensive) Expected Gradients prior."]
+    if v_free == "better" and v_bias in ("better", "no significant difference"):
+        lines.append("Here it does too: see the paired differences above.")
+    else:
+        base = results.get("unreg_nobias", results.get("unreg_bias"))
+        lines.append(
+            f"**Not reproduced on this data set.** Against the unregularised bias-free MLP the "
+            f"verdict is '{v_free}', against the MLP with biases '{v_bias}'. Every row reaches a "
+            f"test ROC-AUC of about {base['test']:.3f}: with 100 training samples this task is "
+            "already near its ceiling, so a sparsity prior has little room to help"
+            + (", and none of the other priors (gradients, EG) improves significantly either"
+               if all(verdicts.get((k, "unreg_bias")) != "better"
+                      for k in ("gini_grad", "gini_eg1", "gini_eg8")) else "")
+            + ". What does reproduce: the "
+            f"X-Gradient prior makes the attributions sparser (Gini of mean |IG| {xg['gini']:.3f} "
+            f"vs {base['gini']:.3f} unregularised at the selected lambda; see "
+            "`all_lambdas` in the JSON for larger lambdas); its training epoch took "
+            + ", ".join(f"{1e3 * results[k]['sec_per_epoch']:.1f} ms" + (" (" + name + ")" if name else "")
+                        for k, name in (("gini_xgrad", ""), ("gini_grad", "gradient prior"),
+                                        ("gini_eg1", "EG k=1"), ("gini_eg8", "EG k=8"),
+                                        ("unreg_nobias", "unregularised, bias-free"))
+                        if k in results)
+            + "."
+        )
+    return lines
 
 
 def plot(path: Path, meta: dict, results: dict) -> None:
@@ -295,7 +348,7 @@ def plot(path: Path, meta: dict, results: dict) -> None:
     import matplotlib.pyplot as plt
 
     labels = [r["label"].replace(" (", "\n(") for r in results.values()]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    fig, axes = plt.subplots(1, 4, figsize=(21, 5))
     ys = np.arange(len(results))
     axes[0].barh(ys, [r["test"] for r in results.values()],
                  xerr=[r["test_sem"] for r in results.values()], color="tab:blue")
@@ -309,6 +362,20 @@ def plot(path: Path, meta: dict, results: dict) -> None:
     axes[2].barh(ys, [1e3 * r["sec_per_epoch"] for r in results.values()], color="tab:red")
     axes[2].set_xlabel("ms per training epoch")
     axes[2].set_yticks(ys, [""] * len(ys))
+    for ax in axes[:3]:
+        ax.invert_yaxis()
+    for key, r in results.items():
+        lams = sorted((float(k), v) for k, v in r.get("all_lambdas", {}).items() if float(k) > 0)
+        if lams:
+            axes[3].errorbar([l for l, _ in lams], [v["test"] for _, v in lams],
+                             yerr=[v["test_sem"] for _, v in lams], marker="o", capsize=2,
+                             label=r["label"].split(" (")[0].replace("Gini prior on ", ""))
+        elif key == "unreg_bias":
+            axes[3].axhline(r["test"], color="gray", ls="--", label="unregularised (bias)")
+    axes[3].set_xscale("log")
+    axes[3].set_xlabel("lambda")
+    axes[3].set_ylabel("test ROC-AUC")
+    axes[3].legend(fontsize=7)
     m = meta["machine"]
     fig.suptitle(f"{meta['command']}\n{m['processor']}, {m['torch_threads']} thread(s), "
                  f"torch {m['torch']}, {meta['reps']} reps x {meta['epochs']} epochs", fontsize=9)
