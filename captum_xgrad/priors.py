@@ -24,15 +24,15 @@ dimensions flattened) of example :math:`n`; :math:`N` examples, :math:`D` featur
 
 References
 ----------
-.. [Erion2021] G. Erion, J. D. Janizek, P. Sturmfels, S. M. Lundberg, S.-I. Lee.
-   "Improving performance of deep learning models with axiomatic attribution priors
-   and expected gradients." Nature Machine Intelligence 3, 2021 (arXiv:1906.10670).
-.. [Hesse2021] R. Hesse, S. Schaub-Meyer, S. Roth. "Fast Axiomatic Attribution for
-   Neural Networks." NeurIPS 2021.
-.. [Ross2017] A. S. Ross, M. C. Hughes, F. Doshi-Velez. "Right for the Right Reasons:
-   Training Differentiable Models by Constraining their Explanations." IJCAI 2017.
-.. [Rao2023] S. Rao, M. Böhle, A. Parchami-Araghi, B. Schiele. "Studying How to
-   Efficiently and Effectively Guide Models with Explanations." ICCV 2023.
+- G. Erion, J. D. Janizek, P. Sturmfels, S. M. Lundberg, S.-I. Lee.
+  "Improving performance of deep learning models with axiomatic attribution priors
+  and expected gradients." Nature Machine Intelligence 3, 2021 (arXiv:1906.10670).
+- R. Hesse, S. Schaub-Meyer, S. Roth. "Fast Axiomatic Attribution for
+  Neural Networks." NeurIPS 2021.
+- A. S. Ross, M. C. Hughes, F. Doshi-Velez. "Right for the Right Reasons:
+  Training Differentiable Models by Constraining their Explanations." IJCAI 2017.
+- S. Rao, M. Böhle, A. Parchami-Araghi, B. Schiele. "Studying How to
+  Efficiently and Effectively Guide Models with Explanations." ICCV 2023.
 """
 
 from __future__ import annotations
