@@ -404,8 +404,6 @@ def test_module_reasons_eval_batchnorm_without_shift_is_fine():
 
 
 # ------------------------------------------------------- torchvision classification zoo
-import os  # noqa: E402
-
 import torchvision  # noqa: E402
 
 _TV_ALL = torchvision.models.list_models(module=torchvision.models)
@@ -418,7 +416,6 @@ _TV_FAMILIES = [
     "vit_b_32", "wide_resnet50_2",
 ]
 _TV_REST = [n for n in _TV_ALL if n not in _TV_FAMILIES]
-_RUN_SLOW = os.environ.get("CAPTUM_XGRAD_RUN_SLOW") == "1"
 
 
 def tv_model_and_input(name):
@@ -466,7 +463,6 @@ def test_torchvision_family_gets_a_verdict_and_plausible_blame(name):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _RUN_SLOW, reason="full torchvision sweep (~4 min on 2 cores); set CAPTUM_XGRAD_RUN_SLOW=1")
 @pytest.mark.parametrize("name", _TV_REST)
 def test_torchvision_every_model_gets_a_verdict(name):
     _sweep_one(name)
