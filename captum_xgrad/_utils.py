@@ -319,14 +319,16 @@ def preserve_model_state(forward_func: Callable[..., Any]) -> Iterator[None]:
     can change is the running statistics of normalisation layers in training mode;
     those are restored (only when they changed, so that nothing else is touched).
     """
-    modules = _modules_of(forward_func)
-    flags = [(m, m.training) for root in modules for m in root.modules()]
+    flags: List[Tuple[nn.Module, bool]] = []
     saved: List[Tuple[Tensor, Tensor]] = []
-    for root in modules:
+    for root in _modules_of(forward_func):
         for m in root.modules():
-            if m.training and isinstance(
-                m, (nn.modules.batchnorm._NormBase,)
-            ) and getattr(m, "track_running_stats", False):
+            flags.append((m, m.training))
+            if (
+                m.training
+                and isinstance(m, nn.modules.batchnorm._NormBase)
+                and m.track_running_stats
+            ):
                 for buf in m.buffers(recurse=False):
                     saved.append((buf, buf.detach().clone()))
     try:
