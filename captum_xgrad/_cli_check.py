@@ -35,11 +35,45 @@ __all__ = ["add_arguments", "run", "load_model", "parse_shape"]
 
 
 class UsageError(Exception):
-    """A problem with the command line; reported on stderr with exit status 2."""
+    """A problem with the command line; reported on stderr with exit status 2.
+
+    Raised by :func:`parse_shape` and :func:`load_model`, and caught by :func:`run`.
+
+    Examples
+    --------
+    >>> from captum_xgrad._cli_check import UsageError, parse_shape
+    >>> try:
+    ...     parse_shape("3,x")
+    ... except UsageError as exc:
+    ...     print(exc)
+    --input-shape '3,x' is not a comma-separated list of positive integers (e.g. --input-shape 3,224,224).
+    """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``check`` sub-command's arguments to ``parser``."""
+    """Add the ``check`` sub-command's arguments to ``parser``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        Gets the positional ``MODEL`` and the options ``--input-shape``,
+        ``--batch-size``, ``--seed``, ``--convert``, ``--json`` and ``--train-mode``.
+
+    Raises
+    ------
+    argparse.ArgumentError
+        If ``parser`` already has one of these options (e.g. when called twice).
+
+    Examples
+    --------
+    >>> import argparse
+    >>> from captum_xgrad._cli_check import add_arguments
+    >>> parser = argparse.ArgumentParser(prog="captum-xgrad check")
+    >>> add_arguments(parser)
+    >>> args = parser.parse_args(["captum_xgrad:xvgg16", "--input-shape", "3,32,32"])
+    >>> args.model, args.input_shape, args.batch_size, args.convert
+    ('captum_xgrad:xvgg16', '3,32,32', 2, False)
+    """
     parser.add_argument(
         "model",
         metavar="MODEL",
@@ -73,10 +107,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def parse_shape(text: str) -> Tuple[int, ...]:
     """Parse ``"3,224,224"`` into ``(3, 224, 224)``.
 
+    Parameters
+    ----------
+    text : str
+        The ``--input-shape`` value: comma-separated sizes of one example (spaces
+        are ignored).
+
+    Returns
+    -------
+    tuple of int
+
     Raises
     ------
     UsageError
         If it is not a comma-separated list of positive integers.
+
+    Examples
+    --------
+    >>> from captum_xgrad._cli_check import parse_shape
+    >>> parse_shape("3, 32, 32"), parse_shape("16")
+    ((3, 32, 32), (16,))
     """
     try:
         shape = tuple(int(p) for p in text.replace(" ", "").split(","))
@@ -108,11 +158,33 @@ def _from_file(path: str, factory: str) -> Any:
 def load_model(spec: str) -> nn.Module:
     """Build the model named by a MODEL spec (see the module docstring).
 
+    Parameters
+    ----------
+    spec : str
+        ``torchvision:NAME``, ``captum_xgrad:NAME``, ``path/to/file.py:FACTORY`` or
+        ``package.module:FACTORY``. A file is imported (its top-level code runs).
+
+    Returns
+    -------
+    nn.Module
+        The freshly built model, in the mode its factory left it in.
+
     Raises
     ------
     UsageError
         If the spec is malformed, names an unknown model, or the factory fails or
         returns something that is not an ``nn.Module``.
+
+    Examples
+    --------
+    >>> from captum_xgrad._cli_check import UsageError, load_model
+    >>> load_model("torch.nn:Identity")
+    Identity()
+    >>> try:
+    ...     load_model("captum_xgrad:vgg16")
+    ... except UsageError as exc:
+    ...     print(str(exc)[:50])
+    captum_xgrad.models has no model 'vgg16'; known: f
     """
     source, sep, name = spec.rpartition(":")
     if not sep or not source or not name:
@@ -176,7 +248,40 @@ def _check(model: nn.Module, x: torch.Tensor) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``captum-xgrad check``; returns the exit status (0, 1 or 2)."""
+    """Run ``captum-xgrad check``; returns the exit status (0, 1 or 2).
+
+    The report goes to stdout, a usage error to stderr.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        From a parser set up by :func:`add_arguments`.
+
+    Returns
+    -------
+    int
+        0 if the model (with ``--convert``: the converted model) is homogeneous, 1 if
+        not, 2 on a usage error (bad MODEL or ``--input-shape``, a model that fails
+        on inputs of that shape: the error that
+        :func:`~captum_xgrad.homogeneity.check_homogeneity` raises for it is reported,
+        not raised).
+
+    Examples
+    --------
+    >>> import argparse, contextlib, io
+    >>> from captum_xgrad._cli_check import add_arguments, run
+    >>> parser = argparse.ArgumentParser(prog="captum-xgrad check")
+    >>> add_arguments(parser)
+    >>> stdout = io.StringIO()
+    >>> with contextlib.redirect_stdout(stdout):
+    ...     code = run(parser.parse_args(["torch.nn:Tanh", "--input-shape", "4"]))
+    >>> code, stdout.getvalue().splitlines()[1]
+    (1, 'Homogeneity check of Tanh on inputs (2, 4): NOT homogeneous')
+    >>> with contextlib.redirect_stdout(io.StringIO()):
+    ...     code = run(parser.parse_args(["torch.nn:Identity", "--input-shape", "4"]))
+    >>> code
+    0
+    """
     try:
         shape = parse_shape(args.input_shape)
         if args.batch_size < 1:

@@ -108,6 +108,18 @@ class Timing:
     ----------
     samples_ms : list of float
         One time per timed repetition (warm-up runs excluded).
+
+    Examples
+    --------
+    Made by :func:`time_callable` and :func:`time_interleaved`; the quartiles
+    interpolate linearly, as :func:`numpy.quantile` does by default:
+
+    >>> from captum_xgrad.bench import Timing
+    >>> timing = Timing([3.0, 1.0, 2.0, 4.0])
+    >>> timing.median_ms, timing.q1_ms, timing.q3_ms
+    (2.5, 1.75, 3.25)
+    >>> timing.as_dict()["repeats"], timing.as_dict()["min_ms"]
+    (4, 1.0)
     """
 
     samples_ms: List[float]
@@ -128,7 +140,19 @@ class Timing:
         return _quantile(self.samples_ms, 0.75)
 
     def as_dict(self) -> Dict[str, Any]:
-        """The summary written to the JSON file."""
+        """The summary written to the JSON file.
+
+        Returns
+        -------
+        dict
+            ``median_ms``, ``q1_ms``, ``q3_ms``, ``min_ms``, ``max_ms`` (floats),
+            ``repeats`` (int) and ``samples_ms`` (list of float).
+
+        Raises
+        ------
+        ValueError
+            If :attr:`samples_ms` is empty (there is no median).
+        """
         return {
             "median_ms": self.median_ms,
             "q1_ms": self.q1_ms,
@@ -367,6 +391,18 @@ def _cpu_peak_memory(fn: Callable[[], Any]) -> int:
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` is an out-of-memory error (CUDA or CPU allocator).
 
+    Parameters
+    ----------
+    exc : BaseException
+        The exception caught around a benchmarked call.
+
+    Returns
+    -------
+    bool
+        ``True`` for a :class:`MemoryError`, a :class:`torch.OutOfMemoryError`, or a
+        :class:`RuntimeError` whose message says "out of memory" or "can't allocate
+        memory"; ``False`` otherwise.
+
     Examples
     --------
     >>> from captum_xgrad.bench import is_out_of_memory
@@ -401,6 +437,30 @@ class ModelSpec:
         ``input_shape(small) -> tuple`` of one example's shape.
     batch_sizes : callable
         ``batch_sizes(small) -> tuple`` of default batch sizes.
+    build_x : callable
+        ``build_x(num_classes, small) -> (model, source)``: the bias-free
+        (homogeneous) model and a description of where it comes from.
+    build_biased : callable
+        ``build_biased(num_classes, small) -> (model, source)``: the same
+        architecture with biases (not homogeneous).
+    layer : callable
+        ``layer(model) -> nn.Module``: the layer attributed by the layer methods.
+    error_batch_size : callable, optional
+        ``error_batch_size(small) -> int``: examples in the exactness study (2 when
+        small, else 8).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_xgrad.bench import MODELS
+    >>> spec = MODELS["mlp"]
+    >>> spec.title, spec.input_shape(True), spec.batch_sizes(True), spec.error_batch_size(True)
+    ('bias-free MLP', (784,), (1, 64), 2)
+    >>> model, source = spec.build_x(10, True)
+    >>> source, model(torch.rand(2, 784)).shape
+    ('captum_xgrad.bench MLP', torch.Size([2, 10]))
+    >>> spec.layer(model)
+    ReLU()
     """
 
     name: str
@@ -544,6 +604,7 @@ def _last_feature_map(model: nn.Module) -> nn.Module:
     raise ValueError(f"{type(model).__name__} has neither `layer4` nor `features`.")
 
 
+# Documented in docs/api/bench.rst (a ``#:`` comment here would describe it twice).
 MODELS: Dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
@@ -595,11 +656,22 @@ MODELS: Dict[str, ModelSpec] = {
     ]
 }
 
+#: the models run when ``--models`` is not given (all of :data:`MODELS` but ``cnn``).
 DEFAULT_MODELS = ("mlp", "xalexnet", "xvgg16", "xfixup_resnet50")
 
 
 def get_model_spec(name: str) -> ModelSpec:
     """Look a benchmark model up by name.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`MODELS`.
+
+    Returns
+    -------
+    ModelSpec
+        ``MODELS[name]``.
 
     Raises
     ------
@@ -665,6 +737,26 @@ class BenchConfig:
         tqdm progress bars on stderr.
     plots : bool
         Write PNG plots (needs matplotlib).
+
+    Raises
+    ------
+    ValueError
+        Not from the constructor, which stores the values as given, but from
+        :meth:`validate`, which :func:`run_speed`, :func:`run_error` and :func:`run`
+        call first: for an unknown model or device, CUDA requested without a GPU, or
+        a count that is not a positive integer.
+
+    Examples
+    --------
+    >>> from captum_xgrad.bench import BenchConfig
+    >>> cfg = BenchConfig(models=["mlp"], small=True, n_steps=[4, 8])
+    >>> cfg.num_classes, cfg.devices
+    (10, ('cpu',))
+    >>> cfg.validate()  # consistent: nothing happens
+    >>> BenchConfig(models=["mlp"], repeats=0).validate()
+    Traceback (most recent call last):
+    ...
+    ValueError: repeats must be positive integers, got [0].
     """
 
     models: Sequence[str] = DEFAULT_MODELS
@@ -692,7 +784,17 @@ class BenchConfig:
         return 10 if self.small else 1000
 
     def validate(self) -> None:
-        """Raise :class:`ValueError` for an inconsistent configuration."""
+        """Raise :class:`ValueError` for an inconsistent configuration.
+
+        Raises
+        ------
+        ValueError
+            For an unknown model name or an empty ``models``; a device other than
+            ``"cpu"`` or ``"cuda"``, or ``"cuda"`` when CUDA is not available; an
+            ``n_steps``, batch size, repeat count, ``internal_batch_size``,
+            ``layer_n_steps``, ``prior_ig_steps``, ``reference_steps`` or
+            ``error_*`` value that is not a positive integer; a negative ``warmup``.
+        """
         for name in self.models:
             get_model_spec(name)
         if not self.models:
@@ -754,6 +856,11 @@ def environment_info(device: str) -> Dict[str, Any]:
     -------
     dict
         Keys ``machine``, ``versions``, ``device``.
+
+    Raises
+    ------
+    RuntimeError
+        For ``device="cuda"`` when torch finds no usable GPU.
 
     Examples
     --------
@@ -1104,6 +1211,18 @@ def run_speed(cfg: BenchConfig, log: Log = _print) -> Dict[str, Dict[str, Any]]:
     ------
     ValueError
         For an invalid configuration (:meth:`BenchConfig.validate`).
+
+    Examples
+    --------
+    A real run takes seconds even for the small MLP (every method is timed), so this
+    example only shows the configuration check that comes first; :func:`run_error`
+    has a complete run.
+
+    >>> from captum_xgrad.bench import BenchConfig, run_speed
+    >>> run_speed(BenchConfig(models=["mlp"], devices=["tpu"]))
+    Traceback (most recent call last):
+    ...
+    ValueError: device must be 'cpu' or 'cuda', got 'tpu'.
     """
     cfg.validate()
     with warnings.catch_warnings():
@@ -1221,6 +1340,28 @@ def run_error(cfg: BenchConfig, log: Log = _print) -> Dict[str, Dict[str, Any]]:
     -------
     dict
         ``{device: {"models": ..., "results": [...]}}``.
+
+    Raises
+    ------
+    ValueError
+        For an invalid configuration (:meth:`BenchConfig.validate`).
+    RuntimeError
+        If a model gives :math:`f(x) = f(0)` on the benchmark inputs (a degenerate
+        initialisation, which makes relative errors meaningless).
+
+    Examples
+    --------
+    >>> from captum_xgrad.bench import BenchConfig, run_error
+    >>> cfg = BenchConfig(models=["mlp"], small=True, n_steps=[4], reference_steps=16,
+    ...                   error_batch_size=1, progress=False)
+    >>> result = run_error(cfg, log=lambda line: None)
+    >>> rows = result["cpu"]["results"]
+    >>> [(r["variant"], r["method"], r["reference"]) for r in rows]
+    [('x', 'xgradient', 'xgradient'), ('x', 'ig', 'xgradient'), ('biased', 'xgradient', 'ig16'), ('biased', 'ig', 'ig16')]
+    >>> rows[1]["max_rel"] < 1e-4  # IG(4) equals X-Gradient on the bias-free MLP
+    True
+    >>> rows[2]["max_rel"] > 1e-2  # ... but X-Gradient is not IG once there are biases
+    True
     """
     cfg.validate()
     out: Dict[str, Dict[str, Any]] = {}
@@ -1621,6 +1762,23 @@ def add_arguments(parser: argparse.ArgumentParser, what: Optional[str] = None) -
     what : {"speed", "error"}, optional
         Fix the study (the scripts in ``benchmarks/``); if ``None`` a positional
         ``{speed,error,all}`` argument is added (``captum-xgrad bench``).
+
+    Raises
+    ------
+    argparse.ArgumentError
+        If ``parser`` already has one of these options (e.g. when called twice).
+
+    Examples
+    --------
+    >>> import argparse
+    >>> from captum_xgrad.bench import add_arguments
+    >>> parser = argparse.ArgumentParser()
+    >>> add_arguments(parser, what="error")
+    >>> args = parser.parse_args(["--small", "--models", "mlp", "--n-steps", "4", "8"])
+    >>> args.models, args.small, args.n_steps, args.reference_steps
+    (['mlp'], True, [4, 8], 1024)
+    >>> hasattr(args, "repeats")  # a speed-study option
+    False
     """
     if what is None:
         parser.add_argument("what", nargs="?", default="speed", choices=("speed", "error", "all"),
@@ -1662,7 +1820,38 @@ def add_arguments(parser: argparse.ArgumentParser, what: Optional[str] = None) -
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
-    """Build a :class:`BenchConfig` from parsed arguments (see :func:`add_arguments`)."""
+    """Build a :class:`BenchConfig` from parsed arguments (see :func:`add_arguments`).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        From a parser set up by :func:`add_arguments`; options of the other study
+        (absent when ``what`` was fixed) keep the :class:`BenchConfig` defaults.
+        ``--device all`` becomes ``("cpu", "cuda")`` when CUDA is available, else
+        ``("cpu",)``.
+
+    Returns
+    -------
+    BenchConfig
+        Not validated yet (see :meth:`BenchConfig.validate`).
+
+    Raises
+    ------
+    AttributeError
+        If ``args`` lacks an option that every study has (``device``, ``models``,
+        ``small``, ``n_steps``, ``seed``, ``no_progress``, ``no_plots``).
+
+    Examples
+    --------
+    >>> import argparse
+    >>> from captum_xgrad.bench import add_arguments, config_from_args
+    >>> parser = argparse.ArgumentParser()
+    >>> add_arguments(parser, what="speed")
+    >>> cfg = config_from_args(parser.parse_args(
+    ...     ["--small", "--models", "mlp", "--device", "cpu", "--repeats", "3", "--no-memory"]))
+    >>> cfg.models, cfg.devices, cfg.small, cfg.repeats, cfg.memory
+    (['mlp'], ('cpu',), True, 3, False)
+    """
     if args.device == "all":
         devices: Tuple[str, ...] = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
     else:
@@ -1701,7 +1890,41 @@ def run(args: argparse.Namespace, what: Optional[str] = None, prog: str = "captu
     Returns
     -------
     int
-        0 on success, 2 for an invalid configuration (the message is logged to stderr).
+        0 on success, 2 for an invalid configuration (the message is written to
+        stderr).
+
+    Raises
+    ------
+    RuntimeError
+        From :func:`run_error` for a degenerate model (:math:`f(x) = f(0)`).
+    OSError
+        If the result files cannot be written under ``args.out``.
+
+    Examples
+    --------
+    The exactness study of the small MLP, written to a temporary folder:
+
+    >>> import argparse, contextlib, io, os, tempfile
+    >>> from captum_xgrad.bench import add_arguments, run
+    >>> parser = argparse.ArgumentParser()
+    >>> add_arguments(parser)
+    >>> options = ["--small", "--models", "mlp", "--device", "cpu", "--n-steps", "4",
+    ...            "--reference-steps", "16", "--error-batch-size", "1", "--no-progress",
+    ...            "--no-plots"]
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     args = parser.parse_args(["error", *options, "--out", tmp])
+    ...     code = run(args, log=lambda line: None)
+    ...     written = sorted(os.listdir(os.path.join(tmp, "cpu")))
+    >>> code, written
+    (0, ['error.json', 'error.md'])
+
+    An invalid configuration gives exit code 2 and a message on stderr:
+
+    >>> stderr = io.StringIO()
+    >>> with contextlib.redirect_stderr(stderr):
+    ...     code = run(parser.parse_args(["--repeats", "0"]))
+    >>> code, stderr.getvalue()
+    (2, 'captum-xgrad bench: error: repeats must be positive integers, got [0].\\n')
     """
     what = what or getattr(args, "what", "speed")
     try:
@@ -1767,7 +1990,31 @@ def main(what: str, argv: Optional[Sequence[str]] = None, prog: Optional[str] = 
     Returns
     -------
     int
-        The exit code.
+        The exit code of :func:`run`.
+
+    Raises
+    ------
+    SystemExit
+        From :mod:`argparse`, for ``--help`` or an invalid command line.
+    KeyError
+        If ``what`` is neither ``"speed"`` nor ``"error"``.
+    RuntimeError, OSError
+        As :func:`run`.
+
+    Examples
+    --------
+    Progress lines go to stdout (captured here):
+
+    >>> import contextlib, io, tempfile
+    >>> from captum_xgrad.bench import main
+    >>> stdout = io.StringIO()
+    >>> with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(stdout):
+    ...     code = main("error", ["--small", "--models", "mlp", "--device", "cpu",
+    ...                           "--n-steps", "4", "--reference-steps", "16",
+    ...                           "--error-batch-size", "1", "--no-progress", "--no-plots",
+    ...                           "--out", tmp], prog="attribution_error.py")
+    >>> code, stdout.getvalue().splitlines()[2]
+    (0, '[error]')
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = prog or f"python {os.path.relpath(sys.argv[0]) if sys.argv[0] else 'bench.py'}"

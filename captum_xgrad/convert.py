@@ -71,6 +71,12 @@ class ChannelScale(nn.Module):
     dim : int, default 1
         The channel dimension of the input.
 
+    Raises
+    ------
+    ValueError
+        On construction, if ``weight`` is not 1-D; in ``forward``, if the input has no
+        dimension ``dim`` or its size there is not ``weight.numel()``.
+
     Examples
     --------
     >>> import torch
@@ -120,6 +126,23 @@ class ConversionReport:
         looks homogeneous).
     notes : tuple of str
         Other remarks (e.g. BatchNorm converted from training mode).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from torch import nn
+    >>> from captum_xgrad.convert import make_x_dnn
+    >>> net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.GELU(), nn.Tanh(),
+    ...                     nn.Linear(4, 2)).eval()
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")  # the Tanh cannot be converted: it warns
+    ...     xnet, report = make_x_dnn(net, replace_activations=True, return_report=True)
+    >>> report.removed_biases, report.folded_batchnorms, report.replaced_activations
+    (('0', '4'), (('1', '0'),), ('2',))
+    >>> print(report)
+    removed 2 bias(es), folded 1 BatchNorm(s) into the preceding layer, replaced 0 BatchNorm(s) by ChannelScale, replaced 1 activation(s) by ReLU
+    could not make homogeneous (1):
+      - 3 (Tanh): Tanh is a non-homogeneous activation (use ReLU, LeakyReLU or PReLU)
     """
 
     removed_biases: Tuple[str, ...] = ()

@@ -293,6 +293,21 @@ class ModuleFinding:
         The degree :math:`k_m` estimated for this module (None if none could be).
     reason : str
         The known cause (e.g. "has a bias"), or a description of what was measured.
+
+    Examples
+    --------
+    Findings are made by :func:`check_homogeneity`, one per blamed module:
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum_xgrad.homogeneity import check_homogeneity
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Linear(3, 5, bias=False), nn.ReLU(), nn.Linear(5, 2))
+    >>> finding = check_homogeneity(model, torch.randn(4, 3)).offenders[0]
+    >>> finding.name, finding.type, finding.reason
+    ('2', 'Linear', 'has a bias (y = W x + b)')
+    >>> finding.violation > 1e-2
+    True
     """
 
     name: str
@@ -344,6 +359,20 @@ class HomogeneityReport:
         :func:`static_findings` of the model.
     notes : tuple of str
         Anything else worth knowing (all outputs zero, degree not positive...).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum_xgrad.homogeneity import check_homogeneity
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Linear(3, 5, bias=False), nn.ReLU(), nn.Linear(5, 2, bias=False))
+    >>> report = check_homogeneity(model, torch.randn(4, 3))
+    >>> report.is_homogeneous, report.degree, report.scales
+    (True, 1.0, (0.5, 2.0, 3.7))
+    >>> print(str(report).splitlines()[0])
+    Homogeneity check of Sequential on inputs (4, 3): homogeneous
+    >>> report.raise_if_not()  # nothing happens: the model passed
     """
 
     model: str
@@ -379,7 +408,15 @@ class HomogeneityReport:
             )
 
     def to_dict(self) -> Dict[str, Any]:
-        """The report as a JSON-serialisable dict (NaN/Inf become ``None``)."""
+        """The report as a JSON-serialisable dict (NaN/Inf become ``None``).
+
+        Returns
+        -------
+        dict
+            One key per attribute of the report; tuples become lists, each
+            :class:`ModuleFinding` in ``offenders`` a dict, and non-finite floats
+            ``None``, so that :func:`json.dumps` accepts it.
+        """
         return _clean(dataclasses.asdict(self))
 
     def __str__(self) -> str:

@@ -112,6 +112,15 @@ def list_models(homogeneous_only: bool = False) -> List[str]:
     Returns
     -------
     list of str
+        Builder names, accepted by :func:`get_model` and :func:`get_model_builder`.
+
+    Examples
+    --------
+    >>> from captum_xgrad.models import list_models
+    >>> list_models(homogeneous_only=True)[:4]
+    ['xalexnet', 'xfixup_resnet101', 'xfixup_resnet152', 'xfixup_resnet18']
+    >>> len(list_models()), len(list_models(homogeneous_only=True))
+    (15, 10)
     """
     names = HOMOGENEOUS if homogeneous_only else _BUILDERS
     return sorted(names)
@@ -120,10 +129,30 @@ def list_models(homogeneous_only: bool = False) -> List[str]:
 def get_model_builder(name: str) -> Callable[..., nn.Module]:
     """The builder function registered as ``name``.
 
+    Parameters
+    ----------
+    name : str
+        One of :func:`list_models`, e.g. ``"xvgg16"``.
+
+    Returns
+    -------
+    callable
+        The builder, e.g. :func:`xvgg16`; call it with ``weights``, ``num_classes``...
+
     Raises
     ------
     ValueError
         For an unknown name (the message lists the known ones).
+
+    Examples
+    --------
+    >>> from captum_xgrad.models import get_model_builder, xvgg16
+    >>> get_model_builder("xvgg16") is xvgg16
+    True
+    >>> get_model_builder("vgg16")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown model 'vgg16'; captum_xgrad.models has: fixup_resnet101, ...
     """
     try:
         return _BUILDERS[name]
@@ -153,5 +182,19 @@ def get_model(name: str, *, weights: Optional[Any] = None, **kwargs: Any) -> nn.
     ------
     ValueError
         For an unknown name.
+    TypeError, FileNotFoundError
+        From :func:`load_official_checkpoint` for a bad ``weights`` (a
+        :class:`ValueError` too for an unreadable or mismatching checkpoint).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_xgrad.models import get_model
+    >>> model = get_model("xfixup_resnet18", num_classes=10, zero_init=False).eval()
+    >>> type(model).__name__, model.arch
+    ('XFixupResNet', 'xfixup_resnet18')
+    >>> with torch.no_grad():
+    ...     model(torch.rand(1, 3, 32, 32)).shape
+    torch.Size([1, 10])
     """
     return get_model_builder(name)(weights=weights, **kwargs)

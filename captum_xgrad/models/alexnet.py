@@ -27,6 +27,22 @@ class XAlexNet(nn.Module):
         Channels of the input image.
     dropout : float, default 0.5
         Dropout probability of the classifier (only active in training mode).
+
+    Examples
+    --------
+    In eval mode, :math:`f(\\alpha x) = \\alpha f(x)` for :math:`\\alpha \\ge 0`:
+
+    >>> import torch
+    >>> from captum_xgrad.models import XAlexNet
+    >>> _ = torch.manual_seed(0)
+    >>> model = XAlexNet(num_classes=10).eval()
+    >>> x = torch.rand(1, 3, 64, 64)  # 64x64 is the smallest input it accepts
+    >>> with torch.no_grad():
+    ...     y, y3 = model(x), model(3 * x)
+    >>> y.shape, torch.allclose(y3, 3 * y, rtol=1e-4, atol=1e-7)
+    (torch.Size([1, 10]), True)
+    >>> any(m.bias is not None for m in model.modules() if hasattr(m, "bias"))
+    False
     """
 
     def __init__(self, num_classes: int = 1000, input_channels: int = 3, dropout: float = 0.5) -> None:

@@ -60,6 +60,23 @@ def read_checkpoint(path: PathLike) -> Dict[str, Any]:
     ValueError
         If the file is corrupt, not a PyTorch checkpoint, or holds something other
         than a state dict.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum_xgrad.models import read_checkpoint
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = os.path.join(tmp, "plain.pt")
+    ...     torch.save(nn.Linear(2, 1, bias=False).state_dict(), path)
+    ...     checkpoint = read_checkpoint(path)
+    >>> list(checkpoint), list(checkpoint["state_dict"])
+    (['state_dict'], ['weight'])
+    >>> read_checkpoint("no/such/file.pth.tar")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: checkpoint file not found: 'no/such/file.pth.tar'.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(

@@ -240,6 +240,24 @@ class XFixupResNet(_ResNetBase):
     zero_init : bool, default True
         Fixup's initialisation (last conv of each branch and the classifier at zero);
         ``False`` initialises them randomly too.
+
+    Examples
+    --------
+    A one-block-per-stage network (the builders :func:`xfixup_resnet18` ... give the
+    standard depths); with ``zero_init=False`` its outputs are not all zero, and they
+    scale with the input:
+
+    >>> import torch
+    >>> from captum_xgrad.models import XFixupResNet
+    >>> from captum_xgrad.models.fixup_resnet import XFixupBasicBlock
+    >>> _ = torch.manual_seed(0)
+    >>> model = XFixupResNet(XFixupBasicBlock, [1, 1, 1, 1], num_classes=10,
+    ...                      zero_init=False).eval()
+    >>> x = torch.rand(2, 3, 32, 32)
+    >>> with torch.no_grad():
+    ...     y, y2 = model(x), model(2 * x)
+    >>> y.shape, bool(y.abs().max() > 0), torch.allclose(y2, 2 * y, rtol=1e-4, atol=1e-7)
+    (torch.Size([2, 10]), True, True)
     """
 
     def __init__(self, block: _Block, layers: Sequence[int], num_classes: int = 1000,
@@ -257,8 +275,40 @@ class XFixupResNet(_ResNetBase):
 class FixupResNet(_ResNetBase):
     """Fixup-ResNet with Fixup's scalar biases: *not* homogeneous (the paper's baseline).
 
-    Parameters are as for :class:`XFixupResNet`; the state dict adds ``bias1``,
-    ``bias2``, ``fc.bias`` and per block ``bias1a``, ``bias1b``, ..., ``scale``.
+    The state dict is that of :class:`XFixupResNet` plus ``bias1``, ``bias2``,
+    ``fc.bias`` and per block ``bias1a``, ``bias1b``, ..., ``scale``.
+
+    Parameters
+    ----------
+    block : FixupBasicBlock or FixupBottleneck
+        The residual block type.
+    layers : sequence of 4 int
+        Blocks per stage.
+    num_classes : int, default 1000
+        Number of outputs.
+    in_channels : int, default 3
+        Channels of the input image.
+    zero_init : bool, default True
+        Fixup's initialisation (last conv of each branch and the classifier weights and
+        bias at zero); ``False`` initialises them randomly too. The scalar biases
+        start at 0 and the scales at 1 either way.
+
+    Examples
+    --------
+    With its classifier bias, :math:`f(0) \\ne 0`, so the network is not homogeneous:
+
+    >>> import torch
+    >>> from captum_xgrad.models import FixupResNet
+    >>> from captum_xgrad.models.fixup_resnet import FixupBasicBlock
+    >>> _ = torch.manual_seed(0)
+    >>> model = FixupResNet(FixupBasicBlock, [1, 1, 1, 1], num_classes=10,
+    ...                     zero_init=False).eval()
+    >>> with torch.no_grad():
+    ...     f_zero = model(torch.zeros(1, 3, 32, 32))
+    >>> f_zero.shape, bool(f_zero.abs().max() > 0)
+    (torch.Size([1, 10]), True)
+    >>> sorted(n for n, _ in model.named_parameters() if n.startswith("layer1.0."))
+    ['layer1.0.bias1a', 'layer1.0.bias1b', 'layer1.0.bias2a', 'layer1.0.bias2b', 'layer1.0.conv1.weight', 'layer1.0.conv2.weight', 'layer1.0.scale']
     """
 
     def __init__(self, block: _Block, layers: Sequence[int], num_classes: int = 1000,

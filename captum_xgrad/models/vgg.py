@@ -40,6 +40,22 @@ def make_xvgg_features(config: Sequence[Union[int, str]], in_channels: int = 3) 
     Returns
     -------
     nn.Sequential
+        ``Conv2d(bias=False)`` + ``ReLU`` per channel count, ``MaxPool2d(2)`` per ``"M"``.
+
+    Raises
+    ------
+    ValueError
+        If an entry is neither an integer (or a string of one) nor ``"M"``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_xgrad.models.vgg import make_xvgg_features
+    >>> features = make_xvgg_features([8, "M", 16, "M"], in_channels=1)
+    >>> [type(m).__name__ for m in features]
+    ['Conv2d', 'ReLU', 'MaxPool2d', 'Conv2d', 'ReLU', 'MaxPool2d']
+    >>> features(torch.rand(2, 1, 28, 28)).shape
+    torch.Size([2, 16, 7, 7])
     """
     layers: List[nn.Module] = []
     for item in config:
@@ -68,6 +84,26 @@ class XVGG(nn.Module):
         layers); otherwise keep PyTorch's default initialisation.
     dropout : float, default 0.5
         Dropout probability of the classifier (only active in training mode).
+
+    Raises
+    ------
+    RuntimeError
+        In ``forward``, from the first linear layer, if ``features`` does not output
+        512 channels.
+
+    Examples
+    --------
+    An X-VGG-11 on the meta device (shapes only, no memory, no computation):
+
+    >>> import torch
+    >>> from captum_xgrad.models import XVGG
+    >>> from captum_xgrad.models.vgg import VGG_CONFIGS, make_xvgg_features
+    >>> with torch.device("meta"):
+    ...     model = XVGG(make_xvgg_features(VGG_CONFIGS["xvgg11"]), num_classes=10)
+    >>> model(torch.empty(1, 3, 224, 224, device="meta")).shape
+    torch.Size([1, 10])
+    >>> sum(p.numel() for p in model.parameters())
+    128796352
     """
 
     def __init__(
