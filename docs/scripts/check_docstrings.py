@@ -117,7 +117,10 @@ def audit() -> Dict[str, List[Tuple[str, List[str]]]]:
             if missing:
                 report.setdefault(where, []).append((key[1], missing))
             if inspect.isclass(obj):
+                fields = getattr(obj, "__dataclass_fields__", {})
                 for meth_name, meth in vars(obj).items():
+                    if meth_name in fields:  # dataclass fields are documented as Attributes
+                        continue
                     if meth_name.startswith("_") or meth_name in _PROTOCOL or not (
                         inspect.isfunction(meth) or isinstance(meth, property)
                     ):
