@@ -54,6 +54,27 @@ class DecoyDigits:
     All images are ``float32`` of shape ``(N, 1, 16, 16)`` in ``[0, 1]``; masks have the
     same shape and are 1 on the decoy patch. ``*_clean`` are the same images without a
     patch (masks still mark where it would be).
+
+    Parameters
+    ----------
+    x_train, y_train, mask_train : Tensor
+        Training images (decoy shade encodes the label), labels and decoy masks.
+    x_test, y_test, mask_test : Tensor
+        Test images (decoy shade random), labels and decoy masks.
+    x_train_clean, x_test_clean : Tensor
+        The same images without the patch.
+
+    Raises
+    ------
+    TypeError
+        If a field is missing (it is a plain dataclass).
+
+    Examples
+    --------
+    >>> from captum_xgrad.decoy import make_decoy_digits
+    >>> data = make_decoy_digits(seed=0)
+    >>> tuple(data.x_train.shape[1:]), bool((data.mask_train.sum((1, 2, 3)) == 16).all())
+    ((1, 16, 16), True)
     """
 
     x_train: Tensor
@@ -448,6 +469,21 @@ def decoy_demo(
         ``{"plain": {...}, "xgrad_prior": {...}, "heatmap": Path}`` where each inner
         dict has ``accuracy``, ``clean_accuracy``, ``decoy_share`` and
         ``seconds_per_epoch``.
+
+    Raises
+    ------
+    ImportError
+        If scikit-learn or matplotlib is missing (``pip install 'captum-xgrad[demo]'``).
+
+    Examples
+    --------
+    A run takes several seconds, so this example is not executed by the doctests:
+
+    >>> from pathlib import Path
+    >>> from captum_xgrad.decoy import decoy_demo
+    >>> res = decoy_demo(Path("out"), quick=True, log=print)  # doctest: +SKIP
+    >>> res["xgrad_prior"]["accuracy"] > res["plain"]["accuracy"]  # doctest: +SKIP
+    True
     """
     out_dir = Path(out_dir)
     epochs = 4 if quick else 12

@@ -69,6 +69,34 @@ class AttributionMethod(abc.ABC):
 
     Subclasses implement :meth:`forward_and_attribute`. Implement your own to plug
     another attribution into the helper.
+
+    Raises
+    ------
+    TypeError
+        On instantiation of a subclass that does not implement
+        :meth:`forward_and_attribute`.
+
+    Examples
+    --------
+    A gradient-times-input attribution written as a plug-in:
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum_xgrad import AttributionPrior, priors
+    >>> from captum_xgrad.training import AttributionMethod
+    >>> class InputTimesGradient(AttributionMethod):
+    ...     name = "input x gradient"
+    ...     def forward_and_attribute(self, model, inputs, select):
+    ...         x = inputs.detach().requires_grad_(True)
+    ...         out = model(x)
+    ...         (g,) = torch.autograd.grad(select(out, out).sum(), x, create_graph=True)
+    ...         return out, x * g
+    >>> model = nn.Sequential(nn.Linear(4, 3))
+    >>> helper = AttributionPrior(model, priors.l1_prior, weight=0.1,
+    ...                           attribution=InputTimesGradient())
+    >>> res = helper(torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1]))
+    >>> res.attributions.shape
+    torch.Size([5, 4])
     """
 
     #: A short name used in logs and benchmark tables.
@@ -575,6 +603,23 @@ class PriorLoss:
         The model output at the inputs, detached.
     attributions : Tensor or None
         The attributions, detached (``None`` if ``weight == 0``).
+
+    Raises
+    ------
+    TypeError
+        If constructed with missing fields (it is a plain dataclass).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum_xgrad import AttributionPrior, priors
+    >>> model = nn.Sequential(nn.Linear(4, 8, bias=False), nn.ReLU(),
+    ...                       nn.Linear(8, 3, bias=False))
+    >>> res = AttributionPrior(model, priors.l1_prior, weight=0.5)(
+    ...     torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2]))
+    >>> bool(torch.isclose(res.loss, res.task_loss + 0.5 * res.prior_loss))
+    True
     """
 
     loss: Tensor

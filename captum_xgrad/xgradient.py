@@ -507,6 +507,15 @@ def estimate_degree(
     NonHomogeneousError
         If the outputs are all ~0, change sign under scaling, or the estimates
         disagree across scales or examples.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_xgrad.xgradient import estimate_degree
+    >>> f = lambda x: (x ** 2).sum(1)          # homogeneous of degree 2
+    >>> x = torch.rand(4, 3) + 0.1
+    >>> estimate_degree(f(x), f(x / 2), f(2 * x))
+    2.0
     """
     if rtol is None:
         rtol = {torch.float64: 1e-6, torch.float16: 2e-2, torch.bfloat16: 2e-2}.get(
