@@ -31,13 +31,8 @@ writes ``decoy_digits.md``, ``decoy_digits.json``, ``decoy_digits.png`` (bars) a
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import math
-import os
-import platform
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,6 +40,9 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_info, sem  # noqa: E402  (the folder of this script)
 
 from captum_xgrad.decoy import (
     decoy_cnn,
@@ -72,27 +70,6 @@ ROWS = {
 }
 
 
-def machine_info() -> Dict[str, object]:
-    """Where the numbers come from."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-            cwd=Path(__file__).resolve().parent, check=False,
-        ).stdout.strip() or None
-    except OSError:
-        commit = None
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "git_commit": commit,
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-    }
-
-
 def make_method(kind: str, args: argparse.Namespace, x_train: torch.Tensor, seed: int):
     if kind == "xgrad":
         return XGradientMethod()
@@ -111,10 +88,6 @@ def label_of(key: str, args: argparse.Namespace) -> str:
     if key == "eg":
         label += f" (k={args.eg_k})"
     return label
-
-
-def sem(values: List[float]) -> float:
-    return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -32,13 +32,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import json
 import math
-import os
-import platform
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,6 +42,9 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_info, sem  # noqa: E402  (the folder of this script)
 from torch import nn
 
 from captum_xgrad.priors import gini_coefficient, gini_prior
@@ -69,27 +68,6 @@ ROWS = {
     "gini_eg1": ("Gini prior on Expected Gradients, k=1 (with bias)", True, "eg1"),
     "gini_eg8": ("Gini prior on Expected Gradients, k=8 (with bias)", True, "eg8"),
 }
-
-
-def machine_info() -> Dict[str, object]:
-    """Where the numbers come from."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-            cwd=Path(__file__).resolve().parent, check=False,
-        ).stdout.strip() or None
-    except OSError:
-        commit = None
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "git_commit": commit,
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-    }
 
 
 def mlp(n_in: int, bias: bool) -> nn.Sequential:
@@ -176,10 +154,6 @@ def train_one(kind: Optional[str], bias: bool, lam: float, data, rep: int, epoch
         test = roc_auc(y_te, model(x_te).squeeze(1).numpy())
     return {"val": best_val, "test": test, "gini": test_gini(model, x_te, bias),
             "sec_per_epoch": train_time / epochs}
-
-
-def sem(values: List[float]) -> float:
-    return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
 def summarise(runs: List[dict]) -> dict:

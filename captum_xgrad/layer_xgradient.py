@@ -18,7 +18,7 @@ starts the path at :math:`h(0)`; this equals the zero layer baseline whenever
 from __future__ import annotations
 
 import typing
-from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union
+from typing import Any, Callable, List, Literal, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn

@@ -12,7 +12,6 @@ from torch import nn
 
 from _models import (
     CASES,
-    TwoBranchProduct,
     WithExtraArgs,
     biased_mlp,
     build,
