@@ -172,3 +172,31 @@ def reference_ig_float64(model, inputs: Tuple[Tensor, ...], target, n_steps: int
         for t, g in zip(total, grads):
             t += w * g
     return tuple(x * t for x, t in zip(inputs, total))
+
+
+def snapshot_model(model: nn.Module):
+    """Everything attribution must leave unchanged: state, grads, modes, hooks, requires_grad."""
+    return (
+        {k: v.detach().clone() for k, v in model.state_dict().items()},
+        {n: (None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()},
+        {n: m.training for n, m in model.named_modules()},
+        {n: (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
+         for n, m in model.named_modules()},
+        {n: p.requires_grad for n, p in model.named_parameters()},
+    )
+
+
+def assert_same_snapshot(a, b) -> None:
+    """Assert two :func:`snapshot_model` results are equal, naming what differs."""
+    sd_a, grads_a, modes_a, hooks_a, rg_a = a
+    sd_b, grads_b, modes_b, hooks_b, rg_b = b
+    assert sd_a.keys() == sd_b.keys()
+    for k in sd_a:
+        assert torch.equal(sd_a[k], sd_b[k]), k
+    for k in grads_a:
+        assert (grads_a[k] is None) == (grads_b[k] is None), k
+        if grads_a[k] is not None:
+            assert torch.equal(grads_a[k], grads_b[k]), k
+    assert modes_a == modes_b
+    assert hooks_a == hooks_b
+    assert rg_a == rg_b

@@ -15,7 +15,15 @@ import pytest
 import torch
 from torch import nn
 
-from _models import TwoBranchProduct, TwoInput, WithExtraArgs, build, mlp
+from _models import (
+    TwoBranchProduct,
+    TwoInput,
+    WithExtraArgs,
+    assert_same_snapshot,
+    build,
+    mlp,
+    snapshot_model,
+)
 from captum_xgrad.errors import NonHomogeneousError
 from captum_xgrad.homogeneity import (
     HomogeneityReport,
@@ -253,26 +261,6 @@ class _Stateful(nn.Module):
         return self.fc(self.drop(torch.relu(self.bn(self.conv(x)))).flatten(1))
 
 
-def _snapshot(model):
-    return (
-        {k: v.detach().clone() for k, v in model.state_dict().items()},
-        {n: (None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()},
-        {n: m.training for n, m in model.named_modules()},
-        {n: (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
-         for n, m in model.named_modules()},
-    )
-
-
-def _assert_same(a, b):
-    for k in a[0]:
-        assert torch.equal(a[0][k], b[0][k]), k
-    for k in a[1]:
-        assert (a[1][k] is None) == (b[1][k] is None)
-        if a[1][k] is not None:
-            assert torch.equal(a[1][k], b[1][k])
-    assert a[2] == b[2] and a[3] == b[3]
-
-
 @pytest.mark.parametrize("train_mode", [False, True])
 def test_model_and_rng_are_left_as_they_were(train_mode):
     torch.manual_seed(0)
@@ -280,12 +268,12 @@ def test_model_and_rng_are_left_as_they_were(train_mode):
     model.bn.train(True)
     model(torch.randn(2, 1, 8, 8)).sum().backward()  # grads present
     model.fc.register_forward_hook(lambda m, i, o: None)
-    before = _snapshot(model)
+    before = snapshot_model(model)
     x = torch.randn(4, 1, 8, 8)
     rng = torch.get_rng_state()
     report = check_homogeneity(model, x, target=1)
     assert not report.is_homogeneous  # conv bias, BN in training mode
-    _assert_same(before, _snapshot(model))
+    assert_same_snapshot(before, snapshot_model(model))
     assert torch.equal(rng, torch.get_rng_state())
 
 
@@ -304,10 +292,10 @@ class _FailsWhenScaled(nn.Module):
 def test_model_that_raises_is_left_as_it_was_and_error_is_clear():
     torch.manual_seed(0)
     model = _FailsWhenScaled().train()
-    before = _snapshot(model)
+    before = snapshot_model(model)
     with pytest.raises(ValueError, match=r"raised RuntimeError on 3.7 \* inputs of shape \(4, 3\): input too large"):
         check_homogeneity(model, torch.full((4, 3), 10.0) + torch.randn(4, 3))
-    _assert_same(before, _snapshot(model))
+    assert_same_snapshot(before, snapshot_model(model))
 
 
 # ------------------------------------------------------------------- bad inputs

@@ -11,6 +11,7 @@ from captum.attr import IntegratedGradients
 from torch import nn
 
 from _models import (
+    assert_same_snapshot,
     CASES,
     WithExtraArgs,
     biased_mlp,
@@ -18,6 +19,7 @@ from _models import (
     max_rel_diff,
     mlp,
     reference_ig_float64,
+    snapshot_model,
 )
 from captum_xgrad import NonHomogeneousError, XGradient
 from captum_xgrad.xgradient import estimate_degree
@@ -380,32 +382,6 @@ class _Stateful(nn.Module):
         return self.fc(self.drop(torch.relu(self.bn(self.conv(x)))).flatten(1))
 
 
-def _snapshot(model):
-    return (
-        {k: v.detach().clone() for k, v in model.state_dict().items()},
-        {n: (None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()},
-        {n: m.training for n, m in model.named_modules()},
-        {n: (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
-         for n, m in model.named_modules()},
-        {n: p.requires_grad for n, p in model.named_parameters()},
-    )
-
-
-def _assert_same(a, b):
-    sd_a, grads_a, modes_a, hooks_a, rg_a = a
-    sd_b, grads_b, modes_b, hooks_b, rg_b = b
-    assert sd_a.keys() == sd_b.keys()
-    for k in sd_a:
-        assert torch.equal(sd_a[k], sd_b[k]), k
-    for k in grads_a:
-        assert (grads_a[k] is None) == (grads_b[k] is None), k
-        if grads_a[k] is not None:
-            assert torch.equal(grads_a[k], grads_b[k]), k
-    assert modes_a == modes_b
-    assert hooks_a == hooks_b
-    assert rg_a == rg_b
-
-
 @pytest.mark.parametrize("train_mode", [False, True])
 @pytest.mark.parametrize("with_grads", [False, True])
 def test_no_side_effects(train_mode, with_grads):
@@ -416,25 +392,25 @@ def test_no_side_effects(train_mode, with_grads):
     if with_grads:
         model(torch.randn(2, 1, 8, 8)).sum().backward()
     model.fc.register_forward_hook(lambda m, i, o: None)
-    before = _snapshot(model)
+    before = snapshot_model(model)
     x = torch.randn(3, 1, 8, 8)
     x_rg = x.requires_grad
     for kwargs in ({}, {"return_convergence_delta": True}, {"create_graph": True}):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             XGradient(model, degree=1).attribute(x, target=1, **kwargs)
-        _assert_same(before, _snapshot(model))
+        assert_same_snapshot(before, snapshot_model(model))
         assert x.requires_grad == x_rg and x.grad is None
 
 
 def test_no_side_effects_when_raising():
     torch.manual_seed(0)
     model = _Stateful().train()
-    before = _snapshot(model)
+    before = snapshot_model(model)
     x = torch.randn(3, 1, 8, 8)
     with pytest.raises(ValueError, match="out of range"):
         XGradient(model, check="off").attribute(x, target=9)
-    _assert_same(before, _snapshot(model))
+    assert_same_snapshot(before, snapshot_model(model))
     assert not x.requires_grad
 
 
