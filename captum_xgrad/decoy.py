@@ -505,8 +505,8 @@ def decoy_demo(
         res = evaluate_decoy(model, data, homogeneous=True)
         res["seconds_per_epoch"] = sum(times) / len(times)
         log(
-            f"    test accuracy {100 * res['accuracy']:.1f}% (no decoy: "
-            f"{100 * res['clean_accuracy']:.1f}%), decoy attribution share "
+            f"    test accuracy {100 * res['accuracy']:.1f}% with a random decoy, "
+            f"{100 * res['clean_accuracy']:.1f}% without a patch; decoy attribution share "
             f"{100 * res['decoy_share']:.1f}%, {res['seconds_per_epoch']:.2f} s/epoch"
         )
         results[key] = res
