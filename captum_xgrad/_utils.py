@@ -86,36 +86,50 @@ def validate_inputs(inputs: Tuple[Tensor, ...]) -> int:
     return int(n)
 
 
-def validate_zero_baselines(baselines: Tuple[Any, ...], n_inputs: int) -> None:
-    """Accept only zero baselines: ``None`` (already formatted as 0), 0, 0.0, zero tensors."""
-    if len(baselines) != n_inputs:
+def baseline_tensors(
+    baselines: Tuple[Any, ...], inputs: Tuple[Tensor, ...]
+) -> Tuple[Optional[Tensor], ...]:
+    """Normalise Captum-formatted baselines to ``None`` (zero) or ``(1 or N, *x.shape[1:])``.
+
+    A baseline is a scalar, a tensor broadcastable to one example, or one per example,
+    as in Captum. Whether X-Gradient is exact for it is decided by the guard; this
+    only checks the form.
+    """
+    if len(baselines) != len(inputs):
         raise ValueError(
-            f"got {len(baselines)} baselines for {n_inputs} inputs; pass one baseline "
+            f"got {len(baselines)} baselines for {len(inputs)} inputs; pass one baseline "
             "per input (or leave `baselines=None`)."
         )
-    for i, b in enumerate(baselines):
-        if isinstance(b, Tensor):
-            nonzero = bool(torch.count_nonzero(b.detach()) > 0) if b.numel() else False
-            if not nonzero:
-                continue
-            detail = f"max |baseline| = {float(b.detach().abs().max()):.4g}"
-        elif isinstance(b, (bool, numbers.Number)):
-            if b == 0:
-                continue
-            detail = f"baseline = {b!r}"
-        else:
+    out: List[Optional[Tensor]] = []
+    for i, (b, x) in enumerate(zip(baselines, inputs)):
+        if isinstance(b, (bool, numbers.Number)) and not isinstance(b, Tensor):
+            out.append(None if b == 0 else torch.full((1, *x.shape[1:]), float(b), dtype=x.dtype, device=x.device))
+            continue
+        if not isinstance(b, Tensor):
             raise TypeError(
-                f"baseline #{i} has type {type(b).__name__}; XGradient accepts None, 0 "
-                "or all-zero tensors."
+                f"baseline #{i} has type {type(b).__name__}; XGradient accepts None, a "
+                "number, or a tensor broadcastable to one example (or one per example)."
             )
-        raise ValueError(
-            f"XGradient got a non-zero baseline for input #{i} ({detail}). X-Gradient "
-            "equals Integrated Gradients only for the zero baseline: on a nonnegatively "
-            "homogeneous model the IG path integral from 0 to x has the closed form "
-            "x * grad f(x) / k, which does not hold for any other start point. Use "
-            "`baselines=None` (or 0), or use captum.attr.IntegratedGradients for a "
-            "non-zero baseline."
-        )
+        if b.numel() == 0 or not bool(torch.count_nonzero(b.detach()) > 0):
+            out.append(None)
+            continue
+        t = b.detach().to(dtype=x.dtype, device=x.device)
+        if t.dim() == x.dim() - 1 or t.dim() == 0:
+            t = t.unsqueeze(0) if t.dim() else t.reshape(1)
+        try:
+            t = t.expand(t.shape[0] if t.dim() == x.dim() else 1, *x.shape[1:]) if t.dim() == x.dim() else torch.broadcast_to(t, (1, *x.shape[1:]))
+        except RuntimeError:
+            raise ValueError(
+                f"baseline #{i} has shape {tuple(b.shape)}, which does not broadcast to "
+                f"one example of input #{i} (shape {tuple(x.shape[1:])}) or to the batch."
+            ) from None
+        if t.shape[0] not in (1, x.shape[0]):
+            raise ValueError(
+                f"baseline #{i} has {t.shape[0]} rows but the batch has {x.shape[0]} "
+                "examples; pass one baseline per example or one for all."
+            )
+        out.append(t)
+    return tuple(out)
 
 
 def validate_ig_arguments(

@@ -31,14 +31,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import warnings
 from typing import Dict, List, Literal, Optional, Tuple, Union, overload
 
 import torch
 from torch import Tensor, nn
 
-from .errors import NonHomogeneousError, NonHomogeneousWarning
-from .homogeneity import module_reasons
+from .errors import NonHomogeneousError
+from ._guard import warn
+from .homogeneity.static import module_reasons
 
 __all__ = ["ChannelScale", "ConversionReport", "make_x_dnn"]
 
@@ -85,6 +85,10 @@ class ChannelScale(nn.Module):
     >>> scale(torch.ones(1, 2, 1, 1)).flatten().tolist()
     [1.0, 2.0]
     """
+
+    #: Tells :func:`~captum_xgrad.certify_homogeneity` to keep this module as a leaf of
+    #: the traced graph and treat it as a linear map of its input.
+    xgrad_rule = "linear"
 
     def __init__(self, weight: Tensor, dim: int = 1) -> None:
         super().__init__()
@@ -370,7 +374,7 @@ def _complain(model: nn.Module, report: ConversionReport, strict: bool) -> None:
     )
     if strict:
         raise NonHomogeneousError(text)
-    warnings.warn(text, NonHomogeneousWarning, stacklevel=3)
+    warn(text)
 
 
 def _convert(model: nn.Module, replace_activations: bool) -> ConversionReport:

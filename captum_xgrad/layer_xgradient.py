@@ -49,8 +49,9 @@ from ._utils import (
     validate_ig_arguments,
     validate_inputs,
     validate_target_shape,
-    validate_zero_baselines,
+    baseline_tensors,
 )
+from ._guard import HomogeneityGuard
 
 __all__ = ["LayerXGradient"]
 
@@ -81,6 +82,18 @@ class LayerXGradient(LayerAttribution, GradientAttribution):
         If ``False`` return :math:`\nabla_a g(a)/k` instead of :math:`a \odot \nabla_a g(a)/k`.
     degree : float, default 1
         Homogeneity degree :math:`k` of the part of the network after the layer.
+    check : {"static", "off", "warn", "raise"}, default "static"
+        Verify once per model state, from the traced graph
+        (:func:`~captum_xgrad.homogeneity.certify_layer`), that layer X-Gradient equals
+        :class:`~captum.attr.LayerIntegratedGradients` at each layer: the network after
+        the layer must be homogeneous in the layer's activation *alone*, with
+        everything that bypasses the layer (a skip connection around it, another
+        input) held fixed, and the part before it must map 0 to 0. This holds for a
+        layer that is a cut of the graph (a whole residual stage, the stem, the
+        classifier input) but not for a layer inside a residual block. Otherwise a
+        :class:`~captum_xgrad.NonHomogeneousWarning` names the path that bypasses the
+        layer and an enclosing layer that is exact (``"raise"``: an error; ``"off"``:
+        no check). A proved degree other than ``degree`` is a ``ValueError``.
 
     Raises
     ------
@@ -112,6 +125,7 @@ class LayerXGradient(LayerAttribution, GradientAttribution):
         device_ids: Union[None, List[int]] = None,
         multiply_by_inputs: bool = True,
         degree: float = 1,
+        check: str = "static",
     ) -> None:
         if not callable(forward_func):
             raise TypeError(
@@ -127,6 +141,10 @@ class LayerXGradient(LayerAttribution, GradientAttribution):
         GradientAttribution.__init__(self, forward_func)
         self._multiply_by_inputs = bool(multiply_by_inputs)
         self.degree = float(validate_degree(degree, allow_auto=False))
+        if check not in ("off", "static", "warn", "raise"):
+            raise ValueError(f"check must be one of ('off', 'static', 'warn', 'raise'), got {check!r}.")
+        self.check = check
+        self._guard = HomogeneityGuard(check, "LayerXGradient")
 
     @property
     def multiplies_by_inputs(self) -> bool:
@@ -243,13 +261,24 @@ class LayerXGradient(LayerAttribution, GradientAttribution):
         """
         formatted_inputs, formatted_baselines = _format_input_baseline(inputs, baselines)
         num_examples = validate_inputs(formatted_inputs)
-        validate_zero_baselines(formatted_baselines, len(formatted_inputs))
+        if any(b is not None for b in baseline_tensors(formatted_baselines, formatted_inputs)):
+            raise ValueError(
+                "LayerXGradient got a non-zero baseline. Layer X-Gradient equals "
+                "LayerIntegratedGradients only for the zero input baseline (whose layer "
+                "activation is 0 on a bias-free network); use baselines=None (or 0), "
+                "XGradient with a baseline the model is homogeneous about, or "
+                "captum.attr.LayerIntegratedGradients."
+            )
         validate_ig_arguments(n_steps, method, internal_batch_size)
         validate_target_shape(target, num_examples)
         additional_forward_args = _format_additional_forward_args(additional_forward_args)
         layers: List[nn.Module] = self.layer if isinstance(self.layer, list) else [self.layer]
 
         with preserve_model_state(self.forward_func):
+            self._guard.verify_layers(
+                self.forward_func, layers, formatted_inputs, additional_forward_args,
+                attribute_to_layer_input, self.degree,
+            )
             per_chunk: List[List[Tuple[Tensor, ...]]] = []
             outputs = []
             for chunk_inputs, chunk_args, chunk_target in chunks(

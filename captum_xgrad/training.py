@@ -38,16 +38,15 @@ from __future__ import annotations
 import abc
 import math
 import numbers
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from .errors import NonHomogeneousWarning
+from ._guard import HomogeneityGuard
 
 __all__ = [
     "AttributionMethod",
@@ -152,9 +151,11 @@ class XGradientMethod(AttributionMethod):
     degree : float, default 1
         Homogeneity degree :math:`k` of the model.
     check : bool, default True
-        Warn once (:class:`~captum_xgrad.NonHomogeneousWarning`) if the model has
-        modules that break homogeneity (biases, Tanh, ...), in which case the
-        attribution is input :math:`\times` gradient rather than IG.
+        Run the guard of :class:`~captum_xgrad.XGradient` (the graph certificate, or
+        the empirical fallback) once per model state, and warn
+        (:class:`~captum_xgrad.NonHomogeneousWarning`) if the model is not
+        homogeneous, in which case the attribution is input :math:`\times` gradient
+        rather than IG.
 
     Examples
     --------
@@ -182,34 +183,12 @@ class XGradientMethod(AttributionMethod):
             )
         self.degree = float(degree)
         self.check = bool(check)
-        self._checked: set = set()
-
-    def _static_check(self, model: Any) -> None:
-        if not self.check or not isinstance(model, nn.Module) or id(model) in self._checked:
-            return
-        self._checked.add(id(model))
-        from .homogeneity import module_reasons
-
-        findings = []
-        for name, module in model.named_modules():
-            reasons = module_reasons(module, include_mode=False)
-            if reasons:
-                findings.append(f"{name or type(model).__name__}: " + "; ".join(reasons))
-        if findings:
-            lines = "\n".join(f"  - {f}" for f in findings[:10])
-            warnings.warn(
-                "XGradientMethod: the model does not look nonnegatively homogeneous, so "
-                f"x * grad is not its Integrated Gradients:\n{lines}\nUse a bias-free "
-                "model (captum_xgrad.make_x_dnn), another AttributionMethod, or "
-                "XGradientMethod(check=False) to silence this.",
-                NonHomogeneousWarning,
-                stacklevel=4,
-            )
+        self._guard = HomogeneityGuard("static" if self.check else "off", "XGradientMethod")
 
     def forward_and_attribute(
         self, model: Callable[[Tensor], Tensor], inputs: Tensor, select: Selector
     ) -> Tuple[Tensor, Tensor]:
-        self._static_check(model)
+        self._guard.verify(model, (inputs,), None, None, self.degree)
         x, out, grad = _input_gradient(model, inputs, select)
         attr = x * grad
         return out, attr / self.degree if self.degree != 1.0 else attr

@@ -19,13 +19,11 @@ attributions sum to :math:`f(x) = f(x) - f(0)`.
 
 from __future__ import annotations
 
-import math
 import typing
-import warnings
-from typing import Any, Callable, List, Literal, Optional, Tuple, Union
+from typing import Any, Callable, List, Literal, Optional, Sequence, Tuple, Union
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ._captum_compat import (
     BaselineType,
@@ -52,9 +50,10 @@ from ._utils import (
     validate_ig_arguments,
     validate_inputs,
     validate_target_shape,
-    validate_zero_baselines,
+    baseline_tensors,
 )
-from .errors import NonHomogeneousError, NonHomogeneousWarning
+from ._guard import HomogeneityGuard
+from .homogeneity.degree import estimate_degree as _estimate_degree
 
 __all__ = ["XGradient", "CheckMode", "estimate_degree"]
 
@@ -158,8 +157,7 @@ class XGradient(GradientAttribution):
         self.degree: Union[float, str] = validate_degree(degree, allow_auto=True)
         self.check: CheckMode = check
         self.last_degree: Optional[float] = None
-        self._static_checked = False
-        self._checked_shapes: dict = {}
+        self._guard = HomogeneityGuard(check, "XGradient")
 
     # ------------------------------------------------------------------ captum API
     @property
@@ -299,13 +297,33 @@ class XGradient(GradientAttribution):
         is_inputs_tuple = _is_tuple(inputs)
         formatted_inputs, formatted_baselines = _format_input_baseline(inputs, baselines)
         num_examples = validate_inputs(formatted_inputs)
-        validate_zero_baselines(formatted_baselines, len(formatted_inputs))
+        offsets = baseline_tensors(formatted_baselines, formatted_inputs)
         validate_ig_arguments(n_steps, method, internal_batch_size)
         validate_target_shape(target, num_examples)
         additional_forward_args = _format_additional_forward_args(additional_forward_args)
+        explicit = baselines is not None
+        if self.check == "off":
+            for i, b in enumerate(offsets):
+                if b is not None:
+                    raise ValueError(
+                        f"XGradient(check='off') got a non-zero baseline for input #{i}. "
+                        "X-Gradient is exact for a baseline only where the model is "
+                        "homogeneous about it, which check='off' does not verify: use the "
+                        "default check='static' (it proves or refutes it), or "
+                        "captum.attr.IntegratedGradients for an arbitrary baseline."
+                    )
 
         with preserve_model_state(self.forward_func):
-            self._run_checks(formatted_inputs, additional_forward_args, target)
+            proved = self._guard.verify(
+                self.forward_func, formatted_inputs, additional_forward_args, target,
+                self.degree, baselines=formatted_baselines if explicit else None,
+            )
+            if proved is None and self.degree == "auto" and any(o is not None for o in offsets):
+                raise ValueError(
+                    "XGradient: degree='auto' with a non-zero baseline needs a proof of "
+                    "homogeneity about it (certify_homogeneity could not give one); pass "
+                    "degree=<k> explicitly."
+                )
             grads_chunks: List[Tuple[Tensor, ...]] = []
             used_chunks: List[Tuple[Tensor, ...]] = []
             outputs: List[Tensor] = []
@@ -325,19 +343,23 @@ class XGradient(GradientAttribution):
                 outputs.append(selected.detach())
             f_x = torch.cat(outputs)
 
-            degree = self._resolve_degree(
-                formatted_inputs, additional_forward_args, target, f_x, internal_batch_size
-            )
-            attributions = self._combine(used_chunks, grads_chunks, degree, create_graph)
+            if proved is not None:
+                degree = proved
+                self.last_degree = degree
+            else:
+                degree = self._resolve_degree(
+                    formatted_inputs, additional_forward_args, target, f_x, internal_batch_size
+                )
+            attributions = self._combine(used_chunks, grads_chunks, degree, create_graph, offsets)
             for a in attributions:
                 check_finite_output(a, "gradients")
 
             if return_convergence_delta:
-                f_0 = self._forward_at_zero(
-                    formatted_inputs, additional_forward_args, target, internal_batch_size
+                f_b = self._forward_at(
+                    formatted_inputs, offsets, additional_forward_args, target, internal_batch_size
                 )
                 with torch.no_grad():
-                    delta = per_example_sum([a.detach() for a in attributions]) - (f_x - f_0)
+                    delta = per_example_sum([a.detach() for a in attributions]) - (f_x - f_b)
                 return _format_output(is_inputs_tuple, attributions), delta
         return _format_output(is_inputs_tuple, attributions)
 
@@ -352,16 +374,22 @@ class XGradient(GradientAttribution):
         grads_chunks: List[Tuple[Tensor, ...]],
         degree: float,
         create_graph: bool,
+        offsets: Optional[Sequence[Optional[Tensor]]] = None,
     ) -> Tuple[Tensor, ...]:
         scale = 1.0 / degree
         results = []
         with torch.set_grad_enabled(create_graph):
             for i in range(len(used_chunks[0])):
                 parts = []
+                start = 0
                 for used, grads in zip(used_chunks, grads_chunks):
+                    n = used[i].shape[0]
+                    b = _slice_baseline(offsets[i] if offsets else None, start, start + n)
+                    start += n
                     if create_graph:
                         g = grads[i]
-                        a = used[i] * g if self._multiply_by_inputs else g
+                        x = used[i] if b is None else used[i] - b
+                        a = x * g if self._multiply_by_inputs else g
                         parts.append(a * scale if scale != 1.0 else a)
                         continue
                     # no graph: one new tensor, scaled in place. (Never write into the
@@ -369,21 +397,27 @@ class XGradient(GradientAttribution):
                     # or an expanded view.)
                     g = grads[i].detach()
                     if self._multiply_by_inputs:
-                        a = torch.mul(used[i].detach(), g)
+                        x = used[i].detach() if b is None else used[i].detach() - b
+                        a = torch.mul(x, g)
                         parts.append(a.mul_(scale) if scale != 1.0 else a)
                     else:
                         parts.append(g * scale)
                 results.append(parts[0] if len(parts) == 1 else torch.cat(parts))
         return tuple(results)
 
-    def _forward_at_zero(
+    def _forward_at(
         self,
         inputs: Tuple[Tensor, ...],
+        offsets: Sequence[Optional[Tensor]],
         additional_forward_args: Optional[Tuple[Any, ...]],
         target: TargetType,
         internal_batch_size: Optional[int],
     ) -> Tensor:
-        zeros = tuple(torch.zeros_like(x) for x in inputs)
+        """:math:`f(b)` per example (:math:`b = 0` where no baseline is given)."""
+        zeros = tuple(
+            torch.zeros_like(x) if b is None else b.detach().to(x.dtype).expand_as(x).clone()
+            for x, b in zip(inputs, offsets)
+        )
         values = []
         with torch.no_grad():
             for chunk_inputs, chunk_args, chunk_target in chunks(
@@ -425,59 +459,11 @@ class XGradient(GradientAttribution):
         self.last_degree = k
         return k
 
-    def _run_checks(
-        self,
-        inputs: Tuple[Tensor, ...],
-        additional_forward_args: Optional[Tuple[Any, ...]],
-        target: TargetType,
-    ) -> None:
-        if self.check == "off":
-            return
-        model = self.forward_func
-        if not isinstance(model, nn.Module):
-            model = getattr(model, "__self__", None)
-        if self.check == "static":
-            if self._static_checked or not isinstance(model, nn.Module):
-                return
-            self._static_checked = True
-            from .homogeneity import static_findings
 
-            findings = static_findings(model)
-            if findings:
-                lines = "\n".join(f"  - {f}" for f in findings)
-                warnings.warn(
-                    f"XGradient: {type(model).__name__} does not look nonnegatively "
-                    f"homogeneous, so its X-Gradient may differ from Integrated "
-                    f"Gradients:\n{lines}\nConvert it with captum_xgrad.make_x_dnn(model) "
-                    "(and fine-tune), check it with captum_xgrad.check_homogeneity, or "
-                    "silence this with XGradient(model, check='off').",
-                    NonHomogeneousWarning,
-                    stacklevel=4,
-                )
-            return
-        key = tuple((tuple(x.shape), x.dtype, x.device) for x in inputs)
-        if key not in self._checked_shapes:
-            from .homogeneity import check_homogeneity
-
-            degree = None if self.degree == "auto" else float(self.degree)
-            self._checked_shapes[key] = check_homogeneity(
-                self.forward_func,
-                inputs if len(inputs) > 1 else inputs[0],
-                additional_forward_args=additional_forward_args,
-                target=target,
-                degree=degree,
-            )
-        report = self._checked_shapes[key]
-        if report.is_homogeneous:
-            return
-        if self.check == "raise":
-            report.raise_if_not()
-        warnings.warn(
-            f"XGradient: the model is not nonnegatively homogeneous on these inputs; "
-            f"X-Gradient will differ from Integrated Gradients.\n{report}",
-            NonHomogeneousWarning,
-            stacklevel=4,
-        )
+def _slice_baseline(b: Optional[Tensor], start: int, end: int) -> Optional[Tensor]:
+    if b is None or b.shape[0] == 1:
+        return b
+    return b[start:end]
 
 
 def estimate_degree(
@@ -517,44 +503,4 @@ def estimate_degree(
     >>> estimate_degree(f(x), f(x / 2), f(2 * x))
     2.0
     """
-    if rtol is None:
-        rtol = {torch.float64: 1e-6, torch.float16: 2e-2, torch.bfloat16: 2e-2}.get(
-            f_x.dtype, 1e-3
-        )
-    f_x, f_half, f_double = (t.detach().double().reshape(-1) for t in (f_x, f_half, f_double))
-    scale = float(f_x.abs().max()) if f_x.numel() else 0.0
-    valid = f_x.abs() > 1e-4 * scale
-    if scale == 0.0 or not bool(valid.any()):
-        raise NonHomogeneousError(
-            "degree='auto' cannot estimate the homogeneity degree: the selected outputs "
-            "are all zero. Pass degree=<k> explicitly."
-        )
-    r2 = f_double[valid] / f_x[valid]
-    rh = f_x[valid] / f_half[valid]
-    if bool((r2 <= 0).any()) or bool((rh <= 0).any()):
-        raise NonHomogeneousError(
-            "degree='auto': the model output changes sign when the input is scaled by "
-            "a positive factor, so the model is not nonnegatively homogeneous and "
-            "X-Gradient does not equal Integrated Gradients. Run "
-            "captum_xgrad.check_homogeneity(model, inputs) to see which modules break "
-            "homogeneity."
-        )
-    ks = torch.cat([torch.log2(r2), torch.log2(rh)])
-    k = float(ks.median())
-    spread = float((ks - k).abs().max())
-    if spread > rtol * max(1.0, abs(k)) or k <= 0:
-        raise NonHomogeneousError(
-            f"degree='auto': estimates of k in f(a*x) = a**k f(x) range from "
-            f"{float(ks.min()):.4g} to {float(ks.max()):.4g} across scales a in "
-            "{1/2, 2} and examples, so the model is not nonnegatively homogeneous "
-            "(of a positive degree) and X-Gradient would not equal Integrated "
-            "Gradients. Run captum_xgrad.check_homogeneity(model, inputs) to find the "
-            "cause, convert the model with captum_xgrad.make_x_dnn, or use "
-            "captum.attr.IntegratedGradients."
-        )
-    nearest = round(k)
-    if nearest > 0 and abs(k - nearest) <= rtol * max(1.0, abs(k)):
-        return float(nearest)
-    if not math.isfinite(k):  # pragma: no cover - guarded above
-        raise NonHomogeneousError("degree='auto' produced a non-finite estimate.")
-    return k
+    return _estimate_degree(f_x, (f_half, f_double), (0.5, 2.0), rtol)

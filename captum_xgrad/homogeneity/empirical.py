@@ -30,7 +30,6 @@ whole-model check, and the model itself is then named.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import numbers
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -38,426 +37,14 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import torch
 from torch import Tensor, nn
 
-from ._captum_compat import TargetType, _format_additional_forward_args
-from ._utils import preserve_model_state, run_forward, select_output, validate_inputs
-from .errors import NonHomogeneousError
+from .._captum_compat import TargetType, _format_additional_forward_args
+from .._utils import preserve_model_state, run_forward, select_output, validate_inputs
+from .degree import fit_degree, round_degree
+from .report import HomogeneityReport, ModuleFinding
+from .static import _qualified
+from .static import module_reasons, static_findings
 
-__all__ = [
-    "HomogeneityReport",
-    "ModuleFinding",
-    "check_homogeneity",
-    "module_reasons",
-    "static_findings",
-]
-
-# ------------------------------------------------------------------ static knowledge
-_CONV_LIKE = (
-    nn.Linear,
-    nn.Bilinear,
-    nn.modules.conv._ConvNd,
-)
-
-_NON_HOMOGENEOUS_ACTIVATIONS: Tuple[type, ...] = (
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.GELU,
-    nn.SiLU,
-    nn.ELU,
-    nn.CELU,
-    nn.SELU,
-    nn.Softplus,
-    nn.Softmax,
-    nn.Softmax2d,
-    nn.LogSoftmax,
-    nn.Softmin,
-    nn.Mish,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-    nn.Hardtanh,  # includes ReLU6 (a Hardtanh subclass)
-    nn.LogSigmoid,
-    nn.Softsign,
-    nn.Tanhshrink,
-    nn.Hardshrink,
-    nn.Softshrink,
-    nn.GLU,
-)
-
-#: name fragments of a custom module's own parameters that usually enter ``forward``
-#: additively (Fixup's ``bias1a``, ViT's ``pos_embedding``/``class_token``).
-_ADDITIVE_PARAM_HINTS = ("bias", "shift", "offset", "embed", "token")
-
-
-def _all_zero(t: Tensor) -> bool:
-    """Whether ``t`` is all zeros (False for tensors without data, e.g. on "meta")."""
-    if t.device.type == "meta":
-        return False
-    return bool(torch.count_nonzero(t.detach()) == 0)
-
-
-def _activation_reason(module: nn.Module) -> Optional[str]:
-    if isinstance(module, nn.ReLU6):
-        return "ReLU6 clips at 6, so it is not homogeneous (use nn.ReLU)"
-    if isinstance(module, nn.Threshold):
-        if module.threshold == 0 and module.value == 0:
-            return None
-        return (
-            f"Threshold(threshold={module.threshold}, value={module.value}) is not "
-            "homogeneous (only threshold=0, value=0 is)"
-        )
-    if isinstance(module, _NON_HOMOGENEOUS_ACTIVATIONS):
-        return (
-            f"{type(module).__name__} is a non-homogeneous activation "
-            "(use ReLU, LeakyReLU or PReLU)"
-        )
-    if isinstance(module, nn.MultiheadAttention):
-        return "attention applies a softmax to scaled scores, which is not homogeneous"
-    return None
-
-
-def module_reasons(module: nn.Module, *, include_mode: bool = True) -> List[str]:
-    """Reasons why ``module`` on its own (not its submodules) is not homogeneous.
-
-    A purely structural judgement: no forward pass, values are only looked at to say
-    e.g. that a bias is currently zero.
-
-    Parameters
-    ----------
-    module : nn.Module
-        The module to judge. Its submodules are not looked at.
-    include_mode : bool, default True
-        Also report what only breaks homogeneity because of training mode
-        (BatchNorm with batch statistics, Dropout).
-
-    Returns
-    -------
-    list of str
-        One reason per problem; empty if the module looks homogeneous.
-
-    Examples
-    --------
-    >>> from torch import nn
-    >>> from captum_xgrad.homogeneity import module_reasons
-    >>> module_reasons(nn.Linear(3, 2))
-    ['has a bias (y = W x + b)']
-    >>> module_reasons(nn.Linear(3, 2, bias=False))
-    []
-    """
-    reasons: List[str] = []
-    if isinstance(module, _CONV_LIKE) and getattr(module, "bias", None) is not None:
-        zero = _all_zero(module.bias)
-        reasons.append("has a bias (y = W x + b)" + (", currently all zero" if zero else ""))
-    elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-        uses_batch_stats = module.training or not module.track_running_stats
-        if uses_batch_stats and (include_mode or not module.track_running_stats):
-            why = "in training mode" if module.track_running_stats else "without running statistics"
-            reasons.append(
-                f"BatchNorm {why} normalises with batch statistics, which makes it "
-                "scale-invariant (degree 0)"
-                + ("; call model.eval()" if module.track_running_stats else "")
-            )
-        if module.track_running_stats and module.running_mean is not None:
-            if not _all_zero(module.running_mean):
-                reasons.append("subtracts its running mean (a shift)")
-        if module.affine and module.bias is not None:
-            zero = _all_zero(module.bias)
-            reasons.append(
-                "adds a learnable shift (bias)" + (", currently all zero" if zero else "")
-            )
-    elif isinstance(
-        module,
-        (nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm, nn.LocalResponseNorm)
-        + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
-    ):
-        reasons.append(
-            f"{type(module).__name__} divides by per-example statistics, which makes it "
-            "scale-invariant (degree 0)"
-        )
-        if getattr(module, "bias", None) is not None:
-            reasons.append("adds a learnable shift (bias)")
-    elif isinstance(module, nn.modules.dropout._DropoutNd) or isinstance(
-        module, nn.AlphaDropout
-    ):
-        if include_mode and module.training and module.p > 0:
-            reasons.append("Dropout in training mode is random; call model.eval()")
-    else:
-        why = _activation_reason(module)
-        if why is not None:
-            reasons.append(why)
-        elif not isinstance(module, (nn.PReLU, nn.Embedding, nn.EmbeddingBag)):
-            own = [
-                n
-                for n, _ in module.named_parameters(recurse=False)
-                if any(h in n.lower() for h in _ADDITIVE_PARAM_HINTS)
-            ]
-            if own:
-                reasons.append(
-                    "custom module whose own parameter(s) "
-                    + ", ".join(repr(n) for n in own)
-                    + " may add a constant in forward"
-                )
-    return reasons
-
-
-def _qualified(name: str, root: nn.Module) -> str:
-    return name if name else f"<{type(root).__name__}>"
-
-
-def static_findings(model: nn.Module) -> List[str]:
-    """Structural scan for what breaks homogeneity, with no forward pass.
-
-    Walks ``model.named_modules()`` and lists, one line per offending module, its
-    qualified name, type and reasons (see :func:`module_reasons`): biases in
-    Linear/Conv*/ConvTranspose*, BatchNorm with a running mean or shift or in training
-    mode, GroupNorm/LayerNorm/InstanceNorm, non-homogeneous activations (Sigmoid, Tanh,
-    GELU, SiLU, ELU, Softplus, Softmax, ReLU6, ...), Dropout in training mode, and
-    custom modules with their own bias-like parameters. An empty list means the model
-    *looks* homogeneous; operations in ``forward`` that are not modules (a constant
-    added, ``torch.sigmoid``) are invisible here, use :func:`check_homogeneity`.
-
-    Parameters
-    ----------
-    model : nn.Module
-        The model to scan; it is not modified.
-
-    Returns
-    -------
-    list of str
-        Lines like ``"fc (Linear): has a bias (y = W x + b)"``.
-
-    Raises
-    ------
-    TypeError
-        If ``model`` is not an ``nn.Module``.
-
-    Examples
-    --------
-    >>> from torch import nn
-    >>> from captum_xgrad.homogeneity import static_findings
-    >>> net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2, bias=False))
-    >>> for line in static_findings(net):
-    ...     print(line)
-    0 (Linear): has a bias (y = W x + b)
-    1 (Tanh): Tanh is a non-homogeneous activation (use ReLU, LeakyReLU or PReLU)
-    >>> static_findings(nn.Sequential(nn.Linear(4, 2, bias=False), nn.ReLU()))
-    []
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(
-            f"static_findings needs an nn.Module, got {type(model).__name__}; for a "
-            "plain function use check_homogeneity(func, inputs)."
-        )
-    lines = []
-    for name, module in model.named_modules():
-        reasons = module_reasons(module)
-        if reasons:
-            lines.append(
-                f"{_qualified(name, model)} ({type(module).__name__}): " + "; ".join(reasons)
-            )
-    return lines
-
-
-# ------------------------------------------------------------------------- report
-def _clean(value: Any) -> Any:
-    """Make ``value`` JSON-serialisable: NaN/Inf floats become None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    return value
-
-
-def _fmt(value: Optional[float], spec: str = ".3g") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    return format(value, spec)
-
-
-@dataclasses.dataclass(frozen=True)
-class ModuleFinding:
-    """One module that fails the homogeneity test on its own.
-
-    Attributes
-    ----------
-    name : str
-        Qualified name in the model (``"layer1.0.bn1"``); ``"<ClassName>"`` for the
-        model's own ``forward``.
-    type : str
-        The module's class name.
-    violation : float
-        Its largest relative violation
-        :math:`\\max |m(\\alpha h) - \\alpha^{k_m} m(h)| / \\max |\\alpha^{k_m} m(h)|`
-        over the scales, measured on the activations ``h`` it received.
-    degree : float or None
-        The degree :math:`k_m` estimated for this module (None if none could be).
-    reason : str
-        The known cause (e.g. "has a bias"), or a description of what was measured.
-
-    Examples
-    --------
-    Findings are made by :func:`check_homogeneity`, one per blamed module:
-
-    >>> import torch
-    >>> from torch import nn
-    >>> from captum_xgrad.homogeneity import check_homogeneity
-    >>> _ = torch.manual_seed(0)
-    >>> model = nn.Sequential(nn.Linear(3, 5, bias=False), nn.ReLU(), nn.Linear(5, 2))
-    >>> finding = check_homogeneity(model, torch.randn(4, 3)).offenders[0]
-    >>> finding.name, finding.type, finding.reason
-    ('2', 'Linear', 'has a bias (y = W x + b)')
-    >>> finding.violation > 1e-2
-    True
-    """
-
-    name: str
-    type: str
-    violation: float
-    degree: Optional[float]
-    reason: str
-
-
-@dataclasses.dataclass(frozen=True)
-class HomogeneityReport:
-    r"""Result of :func:`check_homogeneity`.
-
-    Attributes
-    ----------
-    model : str
-        Class (or function) name of the model.
-    input_shapes : tuple of tuple of int
-        Shapes of the inputs it was checked on.
-    is_homogeneous : bool
-        ``True`` if :math:`f(\alpha x) = \alpha^k f(x)` held within tolerance at every
-        scale, with :math:`k > 0`, and :math:`f(0) = 0`.
-    degree : float or None
-        The degree tested against: the one passed to :func:`check_homogeneity`, else
-        the estimate (rounded when within 1e-2 of an integer). None when no estimate
-        was possible.
-    estimated_degree : float or None
-        Least-squares fit of :math:`\log|f(\alpha x)/f(x)| = k \log \alpha` across
-        scales, median over all outputs.
-    degree_per_output : tuple of float or None
-        The fit per output (one per selected target, or per output unit when no
-        target was given; median over examples); None where an output was ~0.
-    scales : tuple of float
-        The factors :math:`\alpha` tried.
-    violations : tuple of float
-        Per scale, :math:`\max|f(\alpha x) - \alpha^k f(x)| / \max|\alpha^k f(x)|`.
-    max_violation : float
-        The largest of ``violations``.
-    f_zero : float
-        :math:`\max |f(0)|`.
-    output_scale : float
-        :math:`\max |f(x)|`.
-    rtol, atol : float
-        The tolerances used: a scale passes if
-        :math:`\max|f(\alpha x) - \alpha^k f(x)| \le atol + rtol \max|\alpha^k f(x)|`.
-    offenders : tuple of ModuleFinding
-        Modules blamed (empty if the model passes, or if blame was skipped).
-    static : tuple of str
-        :func:`static_findings` of the model.
-    notes : tuple of str
-        Anything else worth knowing (all outputs zero, degree not positive...).
-
-    Examples
-    --------
-    >>> import torch
-    >>> from torch import nn
-    >>> from captum_xgrad.homogeneity import check_homogeneity
-    >>> _ = torch.manual_seed(0)
-    >>> model = nn.Sequential(nn.Linear(3, 5, bias=False), nn.ReLU(), nn.Linear(5, 2, bias=False))
-    >>> report = check_homogeneity(model, torch.randn(4, 3))
-    >>> report.is_homogeneous, report.degree, report.scales
-    (True, 1.0, (0.5, 2.0, 3.7))
-    >>> print(str(report).splitlines()[0])
-    Homogeneity check of Sequential on inputs (4, 3): homogeneous
-    >>> report.raise_if_not()  # nothing happens: the model passed
-    """
-
-    model: str
-    input_shapes: Tuple[Tuple[int, ...], ...]
-    is_homogeneous: bool
-    degree: Optional[float]
-    estimated_degree: Optional[float]
-    degree_per_output: Tuple[Optional[float], ...]
-    scales: Tuple[float, ...]
-    violations: Tuple[float, ...]
-    max_violation: float
-    f_zero: float
-    output_scale: float
-    rtol: float
-    atol: float
-    offenders: Tuple[ModuleFinding, ...] = ()
-    static: Tuple[str, ...] = ()
-    notes: Tuple[str, ...] = ()
-
-    def raise_if_not(self) -> None:
-        """Raise :class:`~captum_xgrad.NonHomogeneousError` (with this report) if not homogeneous.
-
-        Raises
-        ------
-        NonHomogeneousError
-            If :attr:`is_homogeneous` is ``False``.
-        """
-        if not self.is_homogeneous:
-            raise NonHomogeneousError(
-                f"{self}\nX-Gradient would not equal Integrated Gradients on this model. "
-                "Convert it with captum_xgrad.make_x_dnn(model) and fine-tune, or use "
-                "captum.attr.IntegratedGradients."
-            )
-
-    def to_dict(self) -> Dict[str, Any]:
-        """The report as a JSON-serialisable dict (NaN/Inf become ``None``).
-
-        Returns
-        -------
-        dict
-            One key per attribute of the report; tuples become lists, each
-            :class:`ModuleFinding` in ``offenders`` a dict, and non-finite floats
-            ``None``, so that :func:`json.dumps` accepts it.
-        """
-        return _clean(dataclasses.asdict(self))
-
-    def __str__(self) -> str:
-        verdict = "homogeneous" if self.is_homogeneous else "NOT homogeneous"
-        shapes = ", ".join(str(tuple(s)) for s in self.input_shapes)
-        lines = [f"Homogeneity check of {self.model} on inputs {shapes}: {verdict}"]
-        per = [d for d in self.degree_per_output if d is not None]
-        per_text = (
-            f" (per output {min(per):.4g} .. {max(per):.4g})" if len(per) > 1 else ""
-        )
-        lines.append(
-            f"  degree k: tested {_fmt(self.degree, '.4g')}, estimated "
-            f"{_fmt(self.estimated_degree, '.4g')}{per_text}"
-        )
-        lines.append("  scale a   max|f(a x) - a^k f(x)| / max|a^k f(x)|")
-        for a, v in zip(self.scales, self.violations):
-            lines.append(f"  {a:<8.4g}  {_fmt(v, '.2e')}")
-        lines.append(
-            f"  |f(0)| = {_fmt(self.f_zero, '.3g')}   max|f(x)| = "
-            f"{_fmt(self.output_scale, '.3g')}   tolerance: rtol={self.rtol:g}, atol={self.atol:g}"
-        )
-        for note in self.notes:
-            lines.append(f"  note: {note}")
-        if self.offenders:
-            rows = [("module", "type", "violation", "degree", "reason")] + [
-                (o.name, o.type, _fmt(o.violation, ".2e"), _fmt(o.degree, ".3g"), o.reason)
-                for o in self.offenders
-            ]
-            widths = [max(len(r[i]) for r in rows) for i in range(4)]
-            lines.append(f"Offending modules ({len(self.offenders)}):")
-            for r in rows:
-                lines.append(
-                    "  " + "  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4]
-                )
-        elif not self.is_homogeneous:
-            lines.append("No single module was blamed.")
-        if self.static and (self.offenders or not self.is_homogeneous):
-            lines.append(f"Structural findings ({len(self.static)}):")
-            lines.extend(f"  - {s}" for s in self.static)
-        return "\n".join(lines)
-
+__all__ = ["check_homogeneity"]
 
 # ------------------------------------------------------------------- measurement
 def _float_tensors(obj: Any) -> List[Tensor]:
@@ -492,35 +79,6 @@ def _clone(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _clone(v) for k, v in obj.items()}
     return obj
-
-
-def _fit_degree(
-    base: Tensor, scaled: Sequence[Tensor], scales: Sequence[float]
-) -> Tuple[Tensor, Tensor]:
-    """Per-element least-squares fit of ``log(scaled/base) = k log(a)``.
-
-    ``base`` has shape ``(N, M)`` and each of ``scaled`` the same. Returns ``(k, valid)``
-    with ``k`` of shape ``(N, M)`` and ``valid`` a mask of the elements where the fit is
-    meaningful (non-negligible and of the same sign at every scale).
-    """
-    base = base.double()
-    mag = float(base.abs().max()) if base.numel() else 0.0
-    valid = base.abs() > 1e-3 * mag if mag > 0 else torch.zeros_like(base, dtype=torch.bool)
-    num = torch.zeros_like(base)
-    den = 0.0
-    for a, s in zip(scales, scaled):
-        s = s.double()
-        ratio = s / torch.where(valid, base, torch.ones_like(base))
-        valid = valid & (ratio > 0)
-        la = math.log(a)
-        num = num + la * torch.log(torch.where(valid, ratio, torch.ones_like(ratio)))
-        den += la * la
-    return num / den, valid
-
-
-def _round_degree(k: float) -> float:
-    nearest = round(k)
-    return float(nearest) if abs(k - nearest) <= 1e-2 else k
 
 
 def _violation(base: Tensor, scaled: Tensor, a: float, k: float) -> Tuple[float, float]:
@@ -784,7 +342,7 @@ def _check(
     f_0 = _forward(model, tuple(torch.zeros_like(x) for x in inputs), args, target, "zero inputs")
 
     notes: List[str] = []
-    k_elem, valid = _fit_degree(f_x, scaled_out, scales)
+    k_elem, valid = fit_degree(f_x, scaled_out, scales)
     estimated: Optional[float] = None
     per_output: List[Optional[float]] = []
     if bool(valid.any()):
@@ -806,7 +364,7 @@ def _check(
             "estimated"
         )
     tested = float(degree) if degree is not None else (
-        _round_degree(estimated) if estimated is not None else None
+        round_degree(estimated) if estimated is not None else None
     )
     violations: List[float] = []
     ok = True
@@ -992,8 +550,8 @@ def _test_module(
     flat = torch.cat(base)
     if flat.numel() == 0:
         return None
-    k_elem, valid = _fit_degree(flat.reshape(1, -1), [o.reshape(1, -1) for o in outs], scales)
-    k: Optional[float] = _round_degree(float(k_elem[valid].median())) if bool(valid.any()) else None
+    k_elem, valid = fit_degree(flat.reshape(1, -1), [o.reshape(1, -1) for o in outs], scales)
+    k: Optional[float] = round_degree(float(k_elem[valid].median())) if bool(valid.any()) else None
     k_test = 1.0 if k is None else k
     failed = False
     worst = 0.0
@@ -1006,3 +564,4 @@ def _test_module(
         failed = True
         worst = max(worst, 1.0)
     return worst, k, failed
+

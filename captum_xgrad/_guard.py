@@ -1,0 +1,412 @@
+"""The one homogeneity guard of the attribution entry points.
+
+:class:`HomogeneityGuard` decides, before an attribution is computed, whether the
+closed form is exact, and says so once: ``XGradient``, ``LayerXGradient`` and
+``AttributionPrior`` (through ``XGradientMethod``) all use it, and every
+"not homogeneous" warning of the package is issued by :func:`warn`.
+
+Order of evidence: the graph certificate (:func:`~captum_xgrad.certify_homogeneity`,
+no forward pass) where the model traces; otherwise the module scan plus one empirical
+:func:`~captum_xgrad.check_homogeneity` per input shape (and baseline). Verdicts are
+cached in a small LRU keyed on everything that can change them: the model's train/eval
+flags, the versions of its parameters and buffers (an optimizer step invalidates a
+proof), the input structure or shapes, and the baseline's values.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import os
+import sys
+import warnings
+from typing import Any, Callable, Hashable, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from .errors import NonHomogeneousError, NonHomogeneousWarning
+
+__all__ = ["HomogeneityGuard", "model_of", "warn"]
+
+_PACKAGE_DIRS = tuple(
+    os.path.dirname(os.path.abspath(m.__file__))
+    for m in (sys.modules[__name__.split(".")[0]],)
+)
+
+
+def _skip_dirs() -> Tuple[str, ...]:
+    dirs = list(_PACKAGE_DIRS)
+    try:
+        import captum
+
+        dirs.append(os.path.dirname(os.path.abspath(captum.__file__)))
+    except Exception:  # pragma: no cover - captum is a dependency
+        pass
+    dirs.append(os.path.dirname(os.path.abspath(torch.__file__)))
+    dirs.append(os.path.abspath(contextlib.__file__))
+    return tuple(dirs)
+
+
+def warn(message: str, category: type = NonHomogeneousWarning) -> None:
+    """Issue ``message`` attributed to the first caller outside this package.
+
+    The stack level is found by walking the frames past captum-xgrad, Captum (e.g.
+    ``NoiseTunnel``) and torch, so the warning points at the user's line however deep
+    the call.
+
+    Parameters
+    ----------
+    message : str
+        The warning text.
+    category : type, default NonHomogeneousWarning
+        The warning class.
+    """
+    skip = _skip_dirs()
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(skip):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level + 1)
+
+
+def model_of(forward_func: Callable[..., Any]) -> Optional[nn.Module]:
+    """The ``nn.Module`` behind ``forward_func`` (itself, or the owner of a bound method).
+
+    Parameters
+    ----------
+    forward_func : callable
+        A model, a bound method of one, or any function.
+
+    Returns
+    -------
+    nn.Module or None
+        The module, or ``None`` for other callables (a lambda, a partial).
+    """
+    if isinstance(forward_func, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        return forward_func.module
+    if isinstance(forward_func, nn.Module):
+        return forward_func
+    owner = getattr(forward_func, "__self__", None)
+    return owner if isinstance(owner, nn.Module) else None
+
+
+def _state_key(model: Optional[nn.Module]) -> Hashable:
+    if model is None:
+        return None
+    return (
+        tuple(m.training for m in model.modules()),
+        tuple((id(t), t._version) for t in model.parameters()),
+        tuple((id(t), t._version) for t in model.buffers()),
+    )
+
+
+def _baseline_key(baselines: Optional[Sequence[Any]]) -> Hashable:
+    if baselines is None:
+        return None
+    out = []
+    for b in baselines:
+        if isinstance(b, Tensor):
+            data = b.detach().cpu().contiguous()
+            out.append((tuple(data.shape), str(data.dtype), hashlib.sha1(data.numpy().tobytes() if data.dtype != torch.bfloat16 else data.float().numpy().tobytes()).hexdigest()))
+        else:
+            out.append(b)
+    return tuple(out)
+
+
+def _describe_centre(cert: Any) -> str:
+    if cert is None or cert.centre is None:
+        return ""
+    return (
+        f" The model begins with {cert.centre_expression}, so it is homogeneous about "
+        "the point this map sends to zero: pass "
+        "baselines=captum_xgrad.certify_homogeneity(model, inputs).centre (for a "
+        "normalising wrapper, its `mean`)."
+    )
+
+
+class HomogeneityGuard:
+    """Verify once per model state that X-Gradient is exact, and warn or raise if not.
+
+    Parameters
+    ----------
+    check : {"static", "off", "warn", "raise"}
+        The mode of the attribution object (see :class:`~captum_xgrad.XGradient`).
+    who : str
+        The name used in messages (``"XGradient"``).
+    cache_size : int, default 8
+        How many verdicts to keep.
+    """
+
+    def __init__(self, check: str, who: str, cache_size: int = 8) -> None:
+        self.check = check
+        self.who = who
+        self._cache: "collections.OrderedDict[Hashable, Any]" = collections.OrderedDict()
+        self._cache_size = cache_size
+        self._warned: set = set()
+
+    # ------------------------------------------------------------------ cache
+    def _cached(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        value = compute()
+        self._cache[key] = value
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return value
+
+    def certificate(self, forward_func: Callable[..., Any], inputs: Tuple[Tensor, ...],
+                    additional_forward_args: Any, baselines: Optional[Sequence[Any]] = None) -> Any:
+        """The (cached) :class:`~captum_xgrad.DegreeCertificate` of the model.
+
+        Parameters
+        ----------
+        forward_func : callable
+            The model.
+        inputs : tuple of Tensor
+            Formatted inputs (tracing only).
+        additional_forward_args : Any
+            Formatted additional arguments.
+        baselines : sequence, optional
+            One baseline per input, or ``None`` for zero.
+
+        Returns
+        -------
+        DegreeCertificate
+            The certificate.
+        """
+        from .homogeneity.certificate import certify_homogeneity
+
+        model = model_of(forward_func)
+        if model is not None and getattr(forward_func, "__self__", None) is None:
+            forward_func = model
+        args = tuple(additional_forward_args) if additional_forward_args is not None else ()
+        key = ("cert", _state_key(model), len(inputs),
+               tuple((type(a).__name__, tuple(a.shape) if isinstance(a, Tensor) else repr(a)[:50]) for a in args),
+               _baseline_key(baselines))
+        return self._cached(key, lambda: certify_homogeneity(
+            forward_func, inputs if len(inputs) > 1 else inputs[0],
+            additional_forward_args=args or None,
+            baselines=(tuple(baselines) if len(baselines) > 1 else baselines[0]) if baselines is not None else None,
+        ))
+
+    # ------------------------------------------------------------------ verify
+    def verify(
+        self,
+        forward_func: Callable[..., Any],
+        inputs: Tuple[Tensor, ...],
+        additional_forward_args: Any,
+        target: Any,
+        degree: Any,
+        baselines: Optional[Sequence[Any]] = None,
+    ) -> Optional[float]:
+        """Check the model (and baseline) before attributing.
+
+        Parameters
+        ----------
+        forward_func, inputs, additional_forward_args, target
+            As given to ``attribute`` (formatted).
+        degree : float or "auto"
+            The attribution's degree.
+        baselines : sequence, optional
+            The explicit baselines, one per input; ``None`` when the caller passed
+            none (the zero baseline of the default path).
+
+        Returns
+        -------
+        float or None
+            The proved degree when there is a proof, else ``None``.
+
+        Raises
+        ------
+        ValueError
+            When an explicit baseline is refused, or when the proved degree differs
+            from ``degree``.
+        NonHomogeneousError
+            With ``check="raise"`` on a model that is not homogeneous.
+        """
+        if self.check == "off":
+            return None
+        cert = self.certificate(forward_func, inputs, additional_forward_args, baselines)
+        explicit = baselines is not None
+        if cert.proved:
+            if degree != "auto" and float(degree) != cert.degree:
+                raise ValueError(
+                    f"{self.who}: the model is proved homogeneous of degree "
+                    f"{cert.degree:g}, but degree={degree!r} was given, so the attributions "
+                    f"would be off by a factor {cert.degree / float(degree):g}. Pass "
+                    f"degree={cert.degree:g} or degree=\"auto\"."
+                )
+            return cert.degree
+        if cert.status == "not_homogeneous":
+            findings = "\n".join(f"  - {f}" for f in cert.findings)
+            if explicit:
+                raise ValueError(
+                    f"{self.who}: the model is not homogeneous about the given baselines "
+                    f"({cert.baselines}), so X-Gradient would not equal Integrated Gradients "
+                    f"with them:\n{findings}\n{_describe_centre(cert)} Otherwise use "
+                    "captum.attr.IntegratedGradients for this baseline."
+                )
+            self._report(
+                f"{self.who}: {cert.model} is not nonnegatively homogeneous (proved from "
+                f"its graph), so its X-Gradient differs from Integrated Gradients:\n"
+                f"{findings}\n{_describe_centre(cert)} Convert it with "
+                "captum_xgrad.make_x_dnn(model) (and fine-tune), or silence this with "
+                f"{self.who}(model, check='off').",
+                key=("cert", id(cert)),
+                cert=cert,
+            )
+            return None
+        # unknown: module scan plus one empirical check per input shape and baseline
+        self._fallback(forward_func, inputs, additional_forward_args, target, degree, baselines, cert)
+        return None
+
+    def _report(self, message: str, key: Hashable, cert: Any = None) -> None:
+        if self.check == "raise":
+            raise NonHomogeneousError(message)
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        warn(message)
+
+    def _fallback(self, forward_func: Callable[..., Any], inputs: Tuple[Tensor, ...],
+                  additional_forward_args: Any, target: Any, degree: Any,
+                  baselines: Optional[Sequence[Any]], cert: Any) -> None:
+        from .homogeneity.empirical import check_homogeneity
+        from .homogeneity.static import static_findings
+
+        model = model_of(forward_func)
+        key = ("empirical", _state_key(model),
+               tuple((tuple(x.shape), x.dtype, x.device) for x in inputs),
+               _baseline_key(baselines))
+
+        def run() -> Any:
+            func: Callable[..., Any] = forward_func
+            points = inputs
+            if baselines is not None:
+                bs = tuple(b if isinstance(b, Tensor) else torch.as_tensor(b, dtype=x.dtype, device=x.device) for b, x in zip(baselines, inputs))
+
+                def shifted(*z: Tensor) -> Any:  # g(z) = f(b + z)
+                    n = len(bs)
+                    return forward_func(*(b + zi for b, zi in zip(bs, z[:n])), *z[n:])
+
+                func = shifted
+                points = tuple(x - b for x, b in zip(inputs, bs))
+            return check_homogeneity(
+                func, points if len(points) > 1 else points[0],
+                additional_forward_args=additional_forward_args, target=target,
+                degree=None if degree == "auto" else float(degree),
+            )
+
+        report = self._cached(key, run)
+        static = static_findings(model) if model is not None and baselines is None else []
+        if report.is_homogeneous and not static:
+            return
+        why = "\n".join(f"  - {f}" for f in cert.findings)
+        text = (
+            f"{self.who}: homogeneity could not be proved from the graph:\n{why}\n"
+        )
+        if baselines is not None and not report.is_homogeneous:
+            raise ValueError(
+                f"{text}and the empirical check f(b) = 0, f(b + a(x - b)) = a^k f(x) fails "
+                f"for the given baselines:\n{report}\n{_describe_centre(cert)} Use "
+                "captum.attr.IntegratedGradients for this baseline."
+            )
+        if report.is_homogeneous and not static:
+            return  # pragma: no cover
+        if not report.is_homogeneous:
+            text += f"The empirical check fails on these inputs:\n{report}\n"
+        if static:
+            text += "Modules that break homogeneity:\n" + "\n".join(f"  - {s}" for s in static) + "\n"
+        text += (
+            "X-Gradient may differ from Integrated Gradients. Convert the model with "
+            f"captum_xgrad.make_x_dnn(model), or silence this with {self.who}(model, check='off')."
+        )
+        self._report(text, key=("fallback", id(report)))
+
+
+    # ----------------------------------------------------------------- layers
+    def verify_layers(
+        self,
+        forward_func: Callable[..., Any],
+        layers: Sequence[nn.Module],
+        inputs: Tuple[Tensor, ...],
+        additional_forward_args: Any,
+        attribute_to_layer_input: bool,
+        degree: float,
+    ) -> None:
+        """Check that layer X-Gradient equals LayerIntegratedGradients at each layer.
+
+        Parameters
+        ----------
+        forward_func : callable
+            The model.
+        layers : sequence of nn.Module
+            The layers attributed to.
+        inputs : tuple of Tensor
+            Formatted inputs (tracing only).
+        additional_forward_args : Any
+            Formatted additional arguments.
+        attribute_to_layer_input : bool
+            Whether the layer's input is attributed.
+        degree : float
+            The attribution's degree.
+
+        Raises
+        ------
+        ValueError
+            When the proved degree differs from ``degree``.
+        NonHomogeneousError
+            With ``check="raise"`` when a layer is not proved exact.
+        """
+        if self.check == "off":
+            return
+        from .homogeneity.certificate import certify_layer
+
+        model = model_of(forward_func)
+        args = tuple(additional_forward_args) if additional_forward_args is not None else ()
+        for layer in layers:
+            if model is None:
+                cert = None
+            else:
+                key = ("layer", _state_key(model), id(layer), attribute_to_layer_input, len(inputs))
+                cert = self._cached(key, lambda: certify_layer(
+                    model, layer, inputs if len(inputs) > 1 else inputs[0],
+                    attribute_to_layer_input=attribute_to_layer_input,
+                    additional_forward_args=args or None,
+                ))
+            if cert is not None and cert.proved:
+                if float(degree) != cert.degree:
+                    raise ValueError(
+                        f"{self.who}: the network after layer {cert.layer!r} is proved "
+                        f"homogeneous of degree {cert.degree:g} in its activation, but "
+                        f"degree={degree!r} was given. Pass degree={cert.degree:g}."
+                    )
+                continue
+            where = "input" if attribute_to_layer_input else "output"
+            if cert is None:
+                text = (
+                    f"{self.who}: the model is not an nn.Module, so it cannot be proved "
+                    f"that layer X-Gradient at {type(layer).__name__} equals "
+                    "LayerIntegratedGradients."
+                )
+            else:
+                findings = "\n".join(f"  - {f}" for f in cert.findings)
+                text = (
+                    f"{self.who}: layer X-Gradient at the {where} of {cert.layer!r} is "
+                    f"{'not' if cert.status == 'not_homogeneous' else 'not proved to be'} "
+                    "equal to LayerIntegratedGradients. Captum scales only this layer's "
+                    "activation, so everything that bypasses the layer (a skip "
+                    "connection, another input) stays fixed, and the network after the "
+                    f"layer must be homogeneous in the activation alone:\n{findings}\n"
+                )
+                if cert.suggestion:
+                    text += (
+                        f"The enclosing layer {cert.suggestion!r} is exact: attribute to "
+                        f"model.{cert.suggestion} instead. "
+                    )
+            text += f"Silence this with {self.who}(model, layer, check='off')."
+            self._report(text, key=("layer", id(cert) if cert is not None else id(layer)))
