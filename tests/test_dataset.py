@@ -147,6 +147,16 @@ def test_model_is_left_unchanged(tmp_path):
     assert_same_snapshot(before, snapshot_model(model))
 
 
+def test_training_mode_batchnorm_statistics_are_left_unchanged(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(4 * 6 * 6, 10, bias=False))  # training mode
+    before = snapshot_model(model)
+    attribute_dataset(XGradient(model, check="off"), _digits(20), tmp_path / "s",
+                      target="pred", progress=False)
+    assert_same_snapshot(before, snapshot_model(model))
+
+
 def test_fingerprint_tracks_weights_layer_and_mode():
     a, b = _cnn(0), _cnn(1)
     assert model_fingerprint(XGradient(a)) == model_fingerprint(XGradient(_cnn(0)))
@@ -226,6 +236,38 @@ def test_dataset_error_propagates_and_a_garbled_unlogged_batch_is_redone(tmp_pat
     del arr
     attribute_dataset(XGradient(model), data, out, batch_size=BATCH, progress=False)
     assert _files(out) == _files(ref_dir)
+
+
+class _Pooled:
+    """A Captum-style method whose row shape is set by an attribute the fingerprint
+    does not see: only the stored row shape can tell two of them apart."""
+
+    def __init__(self, model, dims):
+        self.forward_func, self.dims = model, dims
+
+    def attribute(self, x, target):
+        return XGradient(self.forward_func).attribute(x, target=target).sum(self.dims)
+
+
+def test_other_attribution_shape_is_refused_before_writing(tmp_path):
+    model, data = _cnn(), _digits()
+
+    class Failing(Dataset):
+        def __len__(self):
+            return N
+
+        def __getitem__(self, i):
+            if i == 2 * BATCH:
+                raise _Boom("stop")
+            return data[i]
+
+    out = tmp_path / "s"
+    with pytest.raises(_Boom):
+        attribute_dataset(_Pooled(model, (1,)), Failing(), out, batch_size=BATCH, progress=False)
+    before = _files(out)
+    with pytest.raises(ValueError, match=r"rows of shape \(8,\).*\(8, 8\)"):
+        attribute_dataset(_Pooled(model, (1, 2)), data, out, batch_size=BATCH, progress=False)
+    assert _files(out) == before
 
 
 def test_resume_of_a_complete_store_computes_nothing(tmp_path):

@@ -22,6 +22,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
 
+from .._utils import preserve_model_state
 from .._version import __version__
 from . import store as _store
 from .store import AttributionStore, PathLike, model_fingerprint
@@ -184,7 +185,7 @@ def _compute(
     if device is not None:
         inputs = inputs.to(device)
         labels = labels.to(device)
-    with torch.no_grad():
+    with preserve_model_state(method.forward_func), torch.no_grad():
         outputs = method.forward_func(inputs)
     if not isinstance(outputs, Tensor) or outputs.dim() < 1 or outputs.shape[0] != inputs.shape[0]:
         raise TypeError(
@@ -490,7 +491,8 @@ def attribute_dataset(
                 raise RuntimeError(f"rank 0 could not set up the attribution store: {setup}")
         done, run_id, index = setup
 
-        todo = [b for b in range(num_batches) if b % ctx.world == ctx.rank and b not in set(done)]
+        done_set = set(done)
+        todo = [b for b in range(num_batches) if b % ctx.world == ctx.rank and b not in done_set]
         _run_batches(out, index, todo, run_id, ctx, load, compute, batch_size, n,
                      rows_done=sum(len(_rows(b, batch_size, n)) for b in done),
                      progress=progress)

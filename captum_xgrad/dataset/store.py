@@ -360,18 +360,22 @@ class ProgressLog:
     """This process's log of completed batches: ``progress/runRRR-rankKKKK.log``."""
 
     def __init__(self, directory: PathLike, run: int, rank: int) -> None:
-        folder = Path(directory) / PROGRESS
-        folder.mkdir(exist_ok=True)
-        self._file = open(folder / f"run{run:03d}-rank{rank:04d}.log", "a", encoding="ascii")
+        self._path = Path(directory) / PROGRESS / f"run{run:03d}-rank{rank:04d}.log"
+        self._file: Any = None  # opened at the first mark: a run that fails early writes nothing
 
     def mark(self, batch: int) -> None:
         """Record ``batch`` as complete (one line, flushed to the operating system)."""
+        if self._file is None:
+            self._path.parent.mkdir(exist_ok=True)
+            self._file = open(self._path, "a", encoding="ascii")
         self._file.write(f"{batch}\n")
         self._file.flush()
 
     def close(self) -> None:
         """Close the log."""
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 # ------------------------------------------------------------------ reading
