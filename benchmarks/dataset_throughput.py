@@ -231,10 +231,16 @@ def write_report(results: Dict[str, Any], folder: Path, plot: bool) -> None:
         speedup = r.get("speedup_vs_ig")
         lines.append(
             f"| {r['workload']} | {r['method']} | {r['procs']} | {r['threads']} | {r['images']} "
-            f"| {r['median_s']:.3f} | {r['images_per_s']:.1f} | "
+            f"| {r['median_s']:.3f} | {r['images_per_s']:.3g} | "
             + (f"{speedup:.0f}x" if speedup else "") + " |"
         )
-    lines += ["", results["note"], ""]
+    lines += ["", results["note"]]
+    busy = max(results["load_average"])
+    if busy > (m["cpu_count"] or 1):
+        lines += ["", f"The machine was shared while this ran (1-minute load average up to "
+                  f"{busy} on {m['cpu_count']} cores): the numbers are noisy, the ratios "
+                  "between methods more reliable than the absolute rates."]
+    lines.append("")
     (folder / "dataset_throughput.md").write_text("\n".join(lines))
     if not plot:
         return
@@ -250,7 +256,7 @@ def write_report(results: Dict[str, Any], folder: Path, plot: bool) -> None:
     fig, ax = plt.subplots(figsize=(max(6, len(runs) * 0.9), 4))
     colors = ["tab:blue" if r["method"] == "xgradient" else "tab:orange" for r in runs]
     ax.bar(range(len(runs)), [r["images_per_s"] for r in runs], color=colors)
-    ax.set_xticks(range(len(runs)), labels, fontsize=7)
+    ax.set_xticks(range(len(runs)), labels, fontsize=7, rotation=30, ha="right")
     ax.set_yscale("log")
     ax.set_ylabel("images / s (log)")
     ax.set_title(f"attribute_dataset throughput on {results['device']} "
