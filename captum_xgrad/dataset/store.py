@@ -512,8 +512,8 @@ class AttributionStore:
         """Arrays in the shapes Quantus metrics take.
 
         Quantus metrics are called as ``metric(model=..., x_batch=..., y_batch=...,
-        a_batch=...)``; the store gives ``a_batch`` (N, *attribution_shape) and
-        ``y_batch`` (N,), the targets. ``x_batch`` are the inputs, which the store does
+        a_batch=...)``; the store gives ``a_batch``, shape ``(N, *attribution_shape)``,
+        and ``y_batch``, shape ``(N,)``, the targets. ``x_batch`` are the inputs, which the store does
         not hold: stack them from the dataset at the same indices.
 
         Parameters
