@@ -138,6 +138,33 @@ def test_dataloader_settings_are_used_and_shuffle_warns(tmp_path):
     assert torch.equal(store[8:16], XGradient(model).attribute(x[8:16], target=y[8:16]))
 
 
+@pytest.mark.parametrize("progress", [True, False])
+def test_progress_bar_counts_images(tmp_path, monkeypatch, progress):
+    import tqdm.auto
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, **kwargs):
+            self.kwargs, self.n, self.closed = kwargs, kwargs.get("initial", 0), False
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorder)
+    attribute_dataset(XGradient(_cnn()), _digits(), tmp_path / "s", batch_size=BATCH,
+                      progress=progress)
+    (bar,) = bars
+    assert bar.kwargs["unit"] == "img" and bar.kwargs["total"] == N  # shown as img/s
+    # on: tqdm decides (off when stderr is not a terminal); off: always off
+    assert bar.kwargs["disable"] is (None if progress else True)
+    assert bar.n == N and bar.closed
+
+
 def test_model_is_left_unchanged(tmp_path):
     model, data = _cnn(), _digits(40)
     model[0].weight.grad = torch.ones_like(model[0].weight)
