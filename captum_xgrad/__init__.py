@@ -12,6 +12,7 @@ The public API, re-exported here:
 - :class:`AttributionPrior` and :mod:`captum_xgrad.priors`: attribution priors in training.
 - :mod:`captum_xgrad.models`: X-AlexNet, X-VGG, X-Fixup-ResNet and the official checkpoints.
 - :class:`NonHomogeneousError`, :class:`NonHomogeneousWarning`.
+- :func:`attribute_dataset` / :class:`AttributionStore`: attributions for a whole dataset.
 """
 
 from . import models, priors
@@ -28,6 +29,7 @@ from .homogeneity import (
 from .layer_xgradient import LayerXGradient
 from .training import AttributionPrior
 from .xgradient import XGradient
+from .dataset import AttributionStore, attribute_dataset
 
 __all__ = [
     "AttributionPrior",
@@ -45,4 +47,6 @@ __all__ = [
     "make_x_dnn",
     "models",
     "priors",
+    "AttributionStore",
+    "attribute_dataset",
 ]

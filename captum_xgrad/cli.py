@@ -1,4 +1,4 @@
-"""Command-line interface: ``captum-xgrad demo | check | bench``.
+"""Command-line interface: ``captum-xgrad demo | check | bench | attribute``.
 
 Each sub-command lives in its own module, which provides ``add_arguments(parser)`` and
 ``run(args) -> int`` (the process exit code). This module only wires them together.
@@ -30,6 +30,10 @@ COMMANDS = {
     "bench": (
         "captum_xgrad._cli_bench",
         "time XGradient against Captum's IntegratedGradients (see benchmarks/)",
+    ),
+    "attribute": (
+        "captum_xgrad._cli_attribute",
+        "attribute a whole dataset into an on-disk store (one process, or many under torchrun)",
     ),
 }
 
