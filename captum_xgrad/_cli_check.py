@@ -11,6 +11,10 @@ The model is put in eval mode (unless ``--train-mode``) and checked with
 :func:`captum_xgrad.homogeneity.check_homogeneity` on a random batch of shape
 ``(--batch-size, *--input-shape)``. ``--convert`` also checks
 ``make_x_dnn(model)``. The report is printed as a table, or as JSON with ``--json``.
+``--prove`` prints the graph certificate (:func:`captum_xgrad.certify_homogeneity`)
+instead, with the empirical report when the certificate is unknown. The model's
+random initialisation is seeded with ``--seed`` (default 0), so every run prints
+the same numbers.
 
 Exit status: 0 if the model (with ``--convert``: the converted model) is homogeneous,
 1 if not, 2 on a usage error (bad MODEL, bad ``--input-shape``, a model that fails on
@@ -95,6 +99,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also convert the model with make_x_dnn and check the result; the exit "
         "status then refers to the converted model",
+    )
+    parser.add_argument(
+        "--prove",
+        action="store_true",
+        help="prove homogeneity from the traced graph (certify_homogeneity) and print the "
+        "certificate; the empirical check is printed too when the certificate is unknown. "
+        "Exit 0 when proved (or unknown and the empirical check passes), 1 otherwise",
     )
     parser.add_argument("--json", action="store_true", help="print the report(s) as JSON")
     parser.add_argument(
@@ -286,7 +297,9 @@ def run(args: argparse.Namespace) -> int:
         shape = parse_shape(args.input_shape)
         if args.batch_size < 1:
             raise UsageError(f"--batch-size must be a positive integer, got {args.batch_size}.")
-        model = load_model(args.model)
+        with torch.random.fork_rng():
+            torch.manual_seed(args.seed)  # the model's random initialisation, reproducibly
+            model = load_model(args.model)
         if not args.train_mode:
             model.eval()
         generator = torch.Generator().manual_seed(args.seed)
@@ -301,11 +314,36 @@ def run(args: argparse.Namespace) -> int:
                 warnings.simplefilter("ignore")
                 converted, conversion = make_x_dnn(model, return_report=True)
             converted_report = _check(converted, x)
+        from .homogeneity import certify_homogeneity
+
+        certificate = certify_homogeneity(converted if args.convert else model, x)
     except UsageError as exc:
         print(f"captum-xgrad check: error: {exc}", file=sys.stderr)
         return 2
 
     final = converted_report if converted_report is not None else report
+    if args.prove:
+        if certificate.status == "proved":
+            code = 0
+        elif certificate.status == "unknown":
+            code = 0 if final.is_homogeneous else 1
+        else:
+            code = 1
+        if args.json:
+            print(json.dumps({
+                "model": args.model, "certificate": certificate.to_dict(),
+                "report": final.to_dict() if certificate.status == "unknown" else None,
+                "homogeneous": code == 0,
+            }, indent=2))
+        else:
+            mode = "training" if args.train_mode else "eval"
+            what = f"make_x_dnn({args.model})" if args.convert else args.model
+            print(f"{what} ({mode} mode)")
+            print(certificate)
+            if certificate.status == "unknown":
+                print()
+                print(final)
+        return code
     if args.json:
         payload: Dict[str, Any] = {"model": args.model, "report": report.to_dict()}
         if converted_report is not None and conversion is not None:
@@ -324,6 +362,11 @@ def run(args: argparse.Namespace) -> int:
         mode = "training" if args.train_mode else "eval"
         print(f"{args.model} ({mode} mode)")
         print(report)
+        if certificate.centre is not None:
+            print(
+                f"centre: the model begins with {certificate.centre_expression}; X-Gradient "
+                "is exact with baselines=certify_homogeneity(model, x).centre"
+            )
         if converted_report is not None:
             print()
             print(f"make_x_dnn({args.model}): {conversion}")

@@ -55,7 +55,9 @@ def test_degree_two_downstream():
     a = LayerXGradient(wrapped, wrapped[0], degree=2).attribute(x, target=1)
     b = LayerIntegratedGradients(wrapped, wrapped[0]).attribute(x, target=1, n_steps=64)
     assert max_rel_diff(a, b) <= 1e-4
-    wrong = LayerXGradient(wrapped, wrapped[0], degree=1).attribute(x, target=1)
+    with pytest.raises(ValueError, match="degree 2"):  # the guard knows the degree
+        LayerXGradient(wrapped, wrapped[0], degree=1).attribute(x, target=1)
+    wrong = LayerXGradient(wrapped, wrapped[0], degree=1, check="off").attribute(x, target=1)
     assert max_rel_diff(wrong, b) > 0.5
 
 

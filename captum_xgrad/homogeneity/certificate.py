@@ -149,6 +149,10 @@ class _Tracer(fx.Tracer):
         return super().is_leaf_module(m, module_qualified_name)
 
 
+def _is_torch_leaf(m: nn.Module) -> bool:
+    return type(m).__module__.startswith("torch.nn") and not isinstance(m, nn.Sequential)
+
+
 def _is_normalize(m: nn.Module) -> bool:
     cls = type(m)
     return cls.__name__ == "Normalize" and cls.__module__.startswith("torchvision.transforms")
@@ -387,8 +391,27 @@ class _Interpreter:
                     return _hom(1.0)
                 if self.layer_mode == "input":
                     args = (_hom(1.0),) + tuple(args[1:])
+            if self.layer_target is not None and str(node.target) == self.layer_target and not _is_torch_leaf(module):
+                return self.submodule(node, module, list(args))
             return self.module_rule(node, module, list(args), kwargs)
         return self.function_rule(node, _op_name(node), list(args), kwargs)
+
+    def submodule(self, node: fx.Node, module: nn.Module, args: List[Any]) -> Any:
+        """Interpret a custom module kept as a leaf (the certified layer) on its own graph."""
+        try:
+            gm, _, roles = _trace(module, len(args), ())
+        except Exception as exc:
+            return self.unknown(node, f"the layer's own forward could not be traced ({type(exc).__name__})")
+        values = {i: a if isinstance(a, AV) else _const(a) for i, a in enumerate(args)}
+        inner = _Interpreter(gm, roles, values)
+        out = inner.run()
+        prefix = str(node.target)
+        if isinstance(out, AV) and out.kind in ("bad", "unknown"):
+            return AV(out.kind, findings=tuple(
+                CertificateFinding(f.node, f.op, f"{prefix}.{f.module}" if f.module else prefix, f.reason)
+                for f in out.findings
+            ))
+        return out
 
     # ---- helpers on abstract values
     @staticmethod
@@ -490,7 +513,7 @@ class _Interpreter:
                 b = bias.detach().clone()
                 if isinstance(m, nn.modules.conv._ConvNd):
                     b = b.reshape(1, -1, *([1] * (len(m.kernel_size))))
-                return _hom(x.degree, b, self.finding(node, f"{type(m).__name__} has a non-zero bias (y = W x + b); remove it with captum_xgrad.make_x_dnn", module=name))
+                return _hom(x.degree, b, self.finding(node, f"{type(m).__name__} has a bias (y = W x + b) that is not zero; remove it with captum_xgrad.make_x_dnn", module=name))
             off, origin = self.offset_apply(x, lambda c: m.forward(c.to(m.weight.dtype)))
             return _hom(x.degree, off, origin)
         if isinstance(m, nn.Bilinear):
