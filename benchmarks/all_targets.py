@@ -13,7 +13,7 @@ A loop whose run would exceed ``--loop-budget`` seconds is measured on fewer cla
 and extrapolated linearly in T (a loop's cost per target is constant); such entries
 are marked ``extrapolated`` in the JSON and with ``*`` in the table.
 
-    python benchmarks/all_targets.py                  # CPU, about 10 minutes
+    python benchmarks/all_targets.py                  # CPU, about 10 minutes of CPU time
     python -m benchmarks.all_targets --small --out /tmp/smoke   # smoke test, seconds
     python benchmarks/all_targets.py --device cuda    # on a GPU machine
 
@@ -122,13 +122,25 @@ def peak_memory(fn: Callable[[], Any], device: torch.device) -> int:
     return int(peak)
 
 
-def time_call(fn: Callable[[], Any], expected_s: float, min_run_time: float) -> Dict[str, Any]:
-    """Time ``fn`` with torch.utils.benchmark (CUDA is synchronised by the Timer).
+#: what the times measure, per device type (written to the outputs)
+TIMER_METHOD = {
+    "cuda": "wall time (torch.utils.benchmark.Timer, CUDA synchronised)",
+    "cpu": "CPU time of the process (torch.utils.benchmark.Timer with "
+           "timer=time.process_time): on a shared machine it does not count the time "
+           "other jobs hold the cores; with one thread it is the wall time of an idle "
+           "machine, with several it is their sum",
+}
+
+
+def time_call(fn: Callable[[], Any], expected_s: float, min_run_time: float,
+              device: torch.device) -> Dict[str, Any]:
+    """Time ``fn`` with torch.utils.benchmark, see TIMER_METHOD.
 
     Calls expected to take longer than ``min_run_time`` are timed once; shorter ones
     with ``blocked_autorange(min_run_time)``, reported as the median over blocks.
     """
-    timer = tbench.Timer(stmt="fn()", globals={"fn": fn})
+    kwargs: Dict[str, Any] = {} if device.type == "cuda" else {"timer": time.process_time}
+    timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, **kwargs)
     if expected_s >= min_run_time:
         m = timer.timeit(number=1)
     else:
@@ -193,13 +205,13 @@ def run_model(name: str, model: nn.Module, x: torch.Tensor, counts: List[int],
                 row[method] = entry
                 continue
             fn = make(method, targets)
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             if args.memory:
                 entry["peak_bytes"] = peak_memory(fn, device)
             else:
                 fn()  # warm-up
-            first = time.perf_counter() - t0
-            entry.update(time_call(fn, first, args.min_run_time))
+            first = time.process_time() - t0
+            entry.update(time_call(fn, first, args.min_run_time, device))
             entry["extrapolated"] = False
             row[method] = entry
             if method != "batched":
@@ -256,7 +268,7 @@ def write_markdown(doc: Dict[str, Any], path: Path) -> None:
         f"Config: batch {doc['config']['batch']}, {doc['config']['num_classes']} classes, "
         f"targets = the first T classes, `target_batch_size` = "
         f"{doc['config']['target_batch_size'] or 'default (64)'}, IG n_steps = "
-        f"{doc['config']['n_steps']}. Times: torch.utils.benchmark, median. Peak memory: "
+        f"{doc['config']['n_steps']}. Times (median): {doc['timer_method']}. Peak memory: "
         f"{doc['memory_method']}.",
         "`*` = extrapolated linearly in T from a loop over fewer classes (the loop's cost "
         "per target is constant); memory of an extrapolated loop = measured peak plus "
@@ -347,8 +359,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--target-batch-size", type=int, default=None,
                    help="attribute_targets' target_batch_size (default: its default, 64)")
     p.add_argument("--n-steps", type=int, default=50, help="IG steps (default 50)")
-    p.add_argument("--loop-budget", type=float, default=30.0,
-                   help="seconds a loop may run before it is extrapolated (default 30)")
+    p.add_argument("--loop-budget", type=float, default=15.0,
+                   help="seconds a loop may run before it is extrapolated (default 15)")
     p.add_argument("--min-run-time", type=float, default=1.0,
                    help="blocked_autorange min_run_time for short calls (default 1 s)")
     p.add_argument("--no-memory", dest="memory", action="store_false",
@@ -397,6 +409,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "machine": machine_info(device),
             "loadavg": {"start": start_load, "end": loadavg()},
             "wall_time_s": time.perf_counter() - t_start,
+            "timer_method": TIMER_METHOD[device.type],
             "memory_method": MEMORY_METHOD[device.type] if args.memory else None,
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "results": results,
