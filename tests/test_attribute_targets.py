@@ -390,3 +390,15 @@ def test_layer_validation():
         lx.attribute_targets(x, [])
     with pytest.raises(ValueError, match="target_batch_size"):
         lx.attribute_targets(x, target_batch_size=0)
+
+
+def test_layer_with_additional_forward_args_and_delta():
+    torch.manual_seed(0)
+    model = WithExtraArgs().eval()
+    x, gate = torch.randn(4, 5), torch.rand(4, 3)
+    lx = LayerXGradient(model, model.mlp[1])  # repeat=1: the layer runs once
+    maps, delta = lx.attribute_targets(x, [2, 1], additional_forward_args=(gate, 1),
+                                       return_convergence_delta=True)
+    ref = _stack([lx.attribute(x, target=t, additional_forward_args=(gate, 1)) for t in (2, 1)], False)
+    torch.testing.assert_close(maps, ref)
+    assert float(delta.abs().max()) < 1e-4
