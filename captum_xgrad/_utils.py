@@ -591,6 +591,7 @@ def batched_target_gradients(
     target_batch_size: Optional[int],
     create_graph: bool,
     warn_name: str = "attribute_targets",
+    transform: Optional[Callable[[int, Tensor], Tensor]] = None,
 ) -> Tuple[Tensor, ...]:
     """Gradients of every column of ``selected`` (summed over examples) w.r.t. ``wrt``.
 
@@ -601,11 +602,17 @@ def batched_target_gradients(
     (``torch.autograd.grad(..., is_grads_batched=True)``); where batching is not
     supported (an op without a batching rule), the remaining targets are computed in a
     loop of ordinary backward passes, with one warning.
+
+    ``transform(i, g)``, if given, maps the gradients ``g`` of one chunk of targets
+    (shape ``(N, b, *wrt[i].shape[1:])``) to what is returned for them (e.g. the
+    attributions), so that only one chunk of raw gradients is alive at a time. Without
+    ``create_graph`` the chunks are written into one preallocated result per input.
     """
     num_examples, num_targets = selected.shape
     size = DEFAULT_TARGET_BATCH_SIZE if target_batch_size is None else target_batch_size
     size = max(1, min(size, num_targets))
     per_chunk: List[Tuple[Tensor, ...]] = []
+    results: List[Tensor] = []
     batched = num_targets > 1
     for start in range(0, num_targets, size):
         end = min(start + size, num_targets)
@@ -646,13 +653,30 @@ def batched_target_gradients(
                 ])
                 for i, w in enumerate(wrt)
             )
-        per_chunk.append(tuple(
+        chunk = tuple(
             (torch.zeros((b,) + tuple(w.shape), dtype=w.dtype, device=w.device)
              if g is None else g).movedim(0, 1)
             for w, g in zip(wrt, grads)
-        ))
-    if len(per_chunk) == 1:
-        return per_chunk[0]
+        )
+        del grads
+        if transform is not None:
+            chunk = tuple(transform(i, g) for i, g in enumerate(chunk))
+        if size >= num_targets:
+            return chunk
+        if create_graph:
+            per_chunk.append(chunk)
+            continue
+        if not results:
+            results = [
+                torch.empty((num_examples, num_targets) + tuple(c.shape[2:]), dtype=c.dtype,
+                            device=c.device)
+                for c in chunk
+            ]
+        for r, c in zip(results, chunk):
+            r[:, start:end] = c
+        del chunk
+    if not create_graph:
+        return tuple(results)
     return tuple(torch.cat([c[i] for c in per_chunk], dim=1) for i in range(len(wrt)))
 
 

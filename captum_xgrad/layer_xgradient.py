@@ -414,35 +414,31 @@ class LayerXGradient(LayerAttribution, GradientAttribution):
                 grad_inputs = tuple(
                     t for layer in layers for dev in key_list for t in saved_layer[layer][dev]
                 )
-                grads = batched_target_gradients(
+                scale = 1.0 / self.degree
+
+                def to_attribution(i: int, g: Tensor) -> Tensor:
+                    with torch.set_grad_enabled(create_graph):
+                        a = grad_inputs[i] if create_graph else grad_inputs[i].detach()
+                        if not create_graph:
+                            g = g.detach()
+                        return a.unsqueeze(1) * g * scale if self._multiply_by_inputs else g * scale
+
+                attrs_flat = batched_target_gradients(
                     selected, grad_inputs, target_batch_size, create_graph,
-                    warn_name="LayerXGradient.attribute_targets",
+                    warn_name="LayerXGradient.attribute_targets", transform=to_attribution,
                 )
             del output
             f_x = selected.detach()
-            scale = 1.0 / self.degree
             per_layer: List[Tuple[Tensor, ...]] = []
             offset = 0
             with torch.set_grad_enabled(create_graph):
                 for layer in layers:
-                    per_device_acts: List[Tuple[Tensor, ...]] = []
-                    per_device_grads: List[Tuple[Tensor, ...]] = []
+                    per_device: List[Tuple[Tensor, ...]] = []
                     for dev in key_list:
-                        acts = saved_layer[layer][dev]
-                        per_device_acts.append(acts)
-                        per_device_grads.append(grads[offset : offset + len(acts)])
-                        offset += len(acts)
-                    acts_cat = _reduce_list(per_device_acts)
-                    grads_cat = _reduce_list(per_device_grads)
-                    attrs = []
-                    for a, g in zip(acts_cat, grads_cat):
-                        if not create_graph:
-                            a, g = a.detach(), g.detach()
-                        attrs.append(
-                            a.unsqueeze(1) * g * scale if self._multiply_by_inputs
-                            else g * scale
-                        )
-                    per_layer.append(tuple(attrs))
+                        n_acts = len(saved_layer[layer][dev])
+                        per_device.append(tuple(attrs_flat[offset : offset + n_acts]))
+                        offset += n_acts
+                    per_layer.append(tuple(_reduce_list(per_device)))
             for attrs in per_layer:
                 for a in attrs:
                     check_finite_output(a, "layer gradients")

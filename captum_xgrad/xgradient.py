@@ -463,24 +463,28 @@ class XGradient(GradientAttribution):
                 selected, resolved = resolve_targets(output, target_list, num_examples)
                 require_differentiable(selected)
                 check_finite_output(selected, "outputs")
-                grads = batched_target_gradients(
+                f_x = selected.detach()
+                # the degree first, so that each chunk of gradients becomes attributions
+                # at once (one chunk of raw gradients alive at a time)
+                degree = self._resolve_degree(
+                    formatted_inputs, additional_forward_args,
+                    expand_resolved_target(resolved[0]), f_x[:, 0], None,
+                )
+                scale = 1.0 / degree
+
+                def to_attribution(i: int, g: Tensor) -> Tensor:
+                    with torch.set_grad_enabled(create_graph):
+                        x = used[i] if create_graph else used[i].detach()
+                        if not create_graph:
+                            g = g.detach()
+                        a = x.unsqueeze(1) * g if self._multiply_by_inputs else g
+                        return a * scale if scale != 1.0 else a
+
+                attributions = batched_target_gradients(
                     selected, used, target_batch_size, create_graph,
-                    warn_name="XGradient.attribute_targets",
+                    warn_name="XGradient.attribute_targets", transform=to_attribution,
                 )
             del output
-            f_x = selected.detach()
-            degree = self._resolve_degree(
-                formatted_inputs, additional_forward_args,
-                expand_resolved_target(resolved[0]), f_x[:, 0], None,
-            )
-            scale = 1.0 / degree
-            attributions = []
-            with torch.set_grad_enabled(create_graph):
-                for x, g in zip(used, grads):
-                    if not create_graph:
-                        x, g = x.detach(), g.detach()
-                    a = x.unsqueeze(1) * g if self._multiply_by_inputs else g
-                    attributions.append(a * scale if scale != 1.0 else a)
             for a in attributions:
                 check_finite_output(a, "gradients")
 
