@@ -31,6 +31,7 @@ __all__ = [
     "compare_with_ig",
     "digits_xcnn",
     "load_digits_tensors",
+    "plot_all_classes",
     "plot_attributions",
     "run",
     "train_classifier",
@@ -336,6 +337,61 @@ def plot_attributions(
     return path
 
 
+def plot_all_classes(
+    model: nn.Module, image: Tensor, path: Path, label: Optional[int] = None
+) -> Path:
+    """Save the X-Gradient maps of every class for one image, in one grid.
+
+    All ten maps come from one call of
+    :meth:`XGradient.attribute_targets <captum_xgrad.XGradient.attribute_targets>`
+    (one forward pass, one batched backward pass) and are drawn with
+    :func:`captum_xgrad.visualization.visualize_targets`; each panel is titled with
+    the class and the model's probability for it.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A homogeneous classifier in eval mode.
+    image : Tensor
+        One image, ``(C, H, W)``, values in ``[0, 1]``.
+    path : pathlib.Path
+        Output PNG.
+    label : int, optional
+        The true class, shown in the figure title.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Examples
+    --------
+    >>> import tempfile, torch
+    >>> from pathlib import Path
+    >>> from captum_xgrad.demo import digits_xcnn, plot_all_classes
+    >>> model = digits_xcnn().eval()
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     out = plot_all_classes(model, torch.rand(1, 8, 8), Path(tmp) / "all.png")
+    ...     out.stat().st_size > 0
+    True
+    """
+    from .visualization import visualize_targets
+    from .xgradient import XGradient
+
+    x = image.unsqueeze(0)
+    maps = XGradient(model).attribute_targets(x)[0]  # (num_classes, C, H, W)
+    with torch.no_grad():
+        probs = torch.softmax(model(x), dim=1)[0]
+    names = [f"class {c}: p={float(p):.2f}" for c, p in enumerate(probs)]
+    title = f"X-Gradient of every class (predicted {int(probs.argmax())}"
+    title += f", label {label})" if label is not None else ")"
+    fig, _ = visualize_targets(maps, image, class_names=names, ncols=6, title=title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``demo`` sub-command's options to ``parser``.
 
@@ -432,6 +488,9 @@ def run(args: argparse.Namespace, log: Log = _print) -> int:
         x[:k], {"X-Gradient": res["xgrad"][:k], "IG (n=50)": res["ig"][:k]}, args.out,
         titles=[f"label {int(y_test[i])}, pred {int(pred[i])}" for i in range(k)],
     )
+    all_classes = Path(args.out).with_name(Path(args.out).stem + "_all_classes.png")
+    log(f"[+] all ten classes of one test image (one attribute_targets call): {all_classes}")
+    plot_all_classes(model, x[0], all_classes, label=int(y_test[0]))
     if not args.no_decoy:
         _run_decoy(args, log)
     log(f"done in {time.perf_counter() - t_start:.1f} s: "

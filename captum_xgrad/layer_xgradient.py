@@ -18,7 +18,7 @@ starts the path at :math:`h(0)`; this equals the zero layer baseline whenever
 from __future__ import annotations
 
 import typing
-from typing import Any, Callable, List, Literal, Optional, Tuple, Union
+from typing import Any, Callable, List, Literal, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -39,17 +39,23 @@ from ._captum_compat import (
     captum_method,
 )
 from ._utils import (
+    batched_target_gradients,
     check_finite_output,
     chunks,
     per_example_sum,
+    per_example_target_sum,
     preserve_model_state,
+    require_differentiable,
+    resolve_targets,
     run_forward,
     select_output,
     validate_degree,
     validate_ig_arguments,
     validate_inputs,
+    validate_target_batch_size,
     validate_target_shape,
     baseline_tensors,
+    validate_targets_argument,
 )
 from ._guard import HomogeneityGuard
 
@@ -321,6 +327,165 @@ class LayerXGradient(LayerAttribution, GradientAttribution):
         formatted = [
             _format_output(len(attrs) > 1, attrs) for attrs in per_layer
         ]
+        result: LayerAttributions = (
+            formatted if isinstance(self.layer, list) else formatted[0]
+        )
+        if return_convergence_delta:
+            assert delta is not None
+            return result, delta
+        return result
+
+    @captum_method
+    def attribute_targets(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        targets: Optional[Sequence[Union[int, Tuple[int, ...]]]] = None,
+        additional_forward_args: Optional[object] = None,
+        *,
+        target_batch_size: Optional[int] = None,
+        return_convergence_delta: bool = False,
+        attribute_to_layer_input: bool = False,
+        create_graph: bool = False,
+    ) -> Union[LayerAttributions, Tuple[LayerAttributions, Tensor]]:
+        r"""Layer attributions of many targets from one forward pass.
+
+        The layer counterpart of :meth:`captum_xgrad.XGradient.attribute_targets`:
+        the result for target :math:`t` equals ``attribute(inputs, target=t)``, and
+        all targets share one forward pass and batched backward passes
+        (``target_batch_size`` targets each; a loop with one :class:`RuntimeWarning`
+        where the model does not support batching).
+
+        Parameters
+        ----------
+        inputs : Tensor or tuple of Tensor
+            Model inputs, batch first.
+        targets : sequence of int or tuple, or None, optional
+            The T targets, each applied to every example (an int class index, or a
+            tuple for multi-dimensional outputs); ``None``: every output of the model.
+            See :meth:`captum_xgrad.XGradient.attribute_targets`.
+        additional_forward_args : Any, optional
+            Extra, non-attributed arguments for ``forward_func``.
+        target_batch_size : int, optional
+            Keyword-only. Targets per batched backward pass (default ``min(T, 64)``);
+            bounds peak memory, does not change the result.
+        return_convergence_delta : bool, default False
+            Keyword-only. Also return :math:`\sum_j \mathrm{attr}_j - (f_t(x) - f_t(0))`,
+            shape ``(N, T)``, summed over all attributed layers (one extra forward
+            pass).
+        attribute_to_layer_input : bool, default False
+            Keyword-only. Attribute to the layer's input instead of its output.
+        create_graph : bool, default False
+            Keyword-only. Keep the attributions differentiable.
+
+        Returns
+        -------
+        attributions : Tensor, tuple of Tensor, or list of these
+            For each layer tensor of shape ``(N, *S)``, a tensor of shape
+            ``(N, T, *S)``; a tuple when the layer has several outputs, a list when
+            ``layer`` is a list.
+        delta : Tensor, optional
+            Shape ``(N, T)``, only with ``return_convergence_delta=True``.
+
+        Raises
+        ------
+        ValueError
+            For an empty ``targets``, a target out of range or of the wrong form for
+            the model output, ``target_batch_size`` not a positive integer, NaN/Inf
+            inputs or outputs.
+        TypeError
+            For non-tensor inputs, a single int as ``targets``, or a target that is
+            neither an int nor a tuple of ints.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from torch import nn
+        >>> from captum_xgrad import LayerXGradient
+        >>> model = nn.Sequential(nn.Linear(4, 6, bias=False), nn.ReLU(),
+        ...                       nn.Linear(6, 3, bias=False))
+        >>> x = torch.randn(5, 4)
+        >>> lx = LayerXGradient(model, model[1])
+        >>> maps = lx.attribute_targets(x)               # all 3 classes
+        >>> maps.shape
+        torch.Size([5, 3, 6])
+        >>> torch.allclose(maps[:, 2], lx.attribute(x, target=2), atol=1e-6)
+        True
+        """
+        formatted_inputs, _ = _format_input_baseline(inputs, None)
+        num_examples = validate_inputs(formatted_inputs)
+        target_list = validate_targets_argument(targets)
+        validate_target_batch_size(target_batch_size)
+        additional_forward_args = _format_additional_forward_args(additional_forward_args)
+        layers: List[nn.Module] = self.layer if isinstance(self.layer, list) else [self.layer]
+
+        with preserve_model_state(self.forward_func):
+            self._guard.verify_layers(
+                self.forward_func, layers, formatted_inputs, additional_forward_args,
+                attribute_to_layer_input, self.degree,
+            )
+            aliases = tuple(x if x.requires_grad else x.detach() for x in formatted_inputs)
+            with torch.enable_grad():
+                saved_layer, output = _forward_layer_distributed_eval(
+                    self.forward_func,
+                    aliases,
+                    layers,
+                    target_ind=None,
+                    additional_forward_args=additional_forward_args,
+                    attribute_to_layer_input=attribute_to_layer_input,
+                    forward_hook_with_return=True,
+                    require_layer_grads=True,
+                )
+                selected, _ = resolve_targets(output, target_list, num_examples)
+                require_differentiable(selected)
+                check_finite_output(selected, "outputs")
+                device_ids = _extract_device_ids(
+                    self.forward_func, saved_layer, self.device_ids
+                )
+                key_list = _sort_key_list(
+                    list(next(iter(saved_layer.values())).keys()), device_ids
+                )
+                grad_inputs = tuple(
+                    t for layer in layers for dev in key_list for t in saved_layer[layer][dev]
+                )
+                scale = 1.0 / self.degree
+
+                def to_attribution(i: int, g: Tensor) -> Tensor:
+                    with torch.set_grad_enabled(create_graph):
+                        a = grad_inputs[i] if create_graph else grad_inputs[i].detach()
+                        if not create_graph:
+                            g = g.detach()
+                        return a.unsqueeze(1) * g * scale if self._multiply_by_inputs else g * scale
+
+                attrs_flat = batched_target_gradients(
+                    selected, grad_inputs, target_batch_size, create_graph,
+                    warn_name="LayerXGradient.attribute_targets", transform=to_attribution,
+                )
+            del output
+            f_x = selected.detach()
+            per_layer: List[Tuple[Tensor, ...]] = []
+            offset = 0
+            with torch.set_grad_enabled(create_graph):
+                for layer in layers:
+                    per_device: List[Tuple[Tensor, ...]] = []
+                    for dev in key_list:
+                        n_acts = len(saved_layer[layer][dev])
+                        per_device.append(tuple(attrs_flat[offset : offset + n_acts]))
+                        offset += n_acts
+                    per_layer.append(tuple(_reduce_list(per_device)))
+            for attrs in per_layer:
+                for a in attrs:
+                    check_finite_output(a, "layer gradients")
+
+            delta = None
+            if return_convergence_delta:
+                zeros = tuple(torch.zeros_like(x) for x in formatted_inputs)
+                with torch.no_grad():
+                    out_0 = run_forward(self.forward_func, zeros, additional_forward_args)
+                    f_0, _ = resolve_targets(out_0, target_list, num_examples)
+                    flat = [a.detach() for attrs in per_layer for a in attrs]
+                    delta = per_example_target_sum(flat) - (f_x - f_0)
+
+        formatted = [_format_output(len(attrs) > 1, attrs) for attrs in per_layer]
         result: LayerAttributions = (
             formatted if isinstance(self.layer, list) else formatted[0]
         )

@@ -39,18 +39,25 @@ from ._captum_compat import (
     captum_method,
 )
 from ._utils import (
+    batched_target_gradients,
     check_finite_output,
     chunks,
+    expand_resolved_target,
     gradient_and_output,
     per_example_sum,
+    per_example_target_sum,
     preserve_model_state,
+    require_differentiable,
+    resolve_targets,
     run_forward,
     select_output,
     validate_degree,
     validate_ig_arguments,
     validate_inputs,
+    validate_target_batch_size,
     validate_target_shape,
     baseline_tensors,
+    validate_targets_argument,
 )
 from ._guard import HomogeneityGuard
 from .homogeneity.degree import estimate_degree as _estimate_degree
@@ -362,6 +369,163 @@ class XGradient(GradientAttribution):
                     delta = per_example_sum([a.detach() for a in attributions]) - (f_x - f_b)
                 return _format_output(is_inputs_tuple, attributions), delta
         return _format_output(is_inputs_tuple, attributions)
+
+    @captum_method
+    def attribute_targets(
+        self,
+        inputs: TensorOrTupleOfTensorsGeneric,
+        targets: Optional[Sequence[Union[int, Tuple[int, ...]]]] = None,
+        additional_forward_args: Optional[object] = None,
+        *,
+        target_batch_size: Optional[int] = None,
+        return_convergence_delta: bool = False,
+        create_graph: bool = False,
+    ) -> Union[
+        TensorOrTupleOfTensorsGeneric, Tuple[TensorOrTupleOfTensorsGeneric, Tensor]
+    ]:
+        r"""Attribute many targets at once: one forward pass, batched backward passes.
+
+        The result for target :math:`t` equals ``attribute(inputs, target=t)``; all
+        of them come from a single forward pass. The attribution maps are the rows of
+        the Jacobian of the selected outputs, scaled by :math:`x/k`, and are computed
+        with vector-Jacobian products batched over the targets
+        (``torch.autograd.grad(..., is_grads_batched=True)``), ``target_batch_size``
+        targets per backward pass. Where an op of the model has no batching rule, the
+        remaining targets are done in a loop of ordinary backward passes (same result,
+        one :class:`RuntimeWarning`).
+
+        Parameters
+        ----------
+        inputs : Tensor or tuple of Tensor
+            Input(s) to attribute, batch first, as for :meth:`attribute`.
+        targets : sequence of int or tuple, or None, optional
+            The T targets, each in Captum's per-call form and applied to every example:
+            an int class index (negative indices count from the end, as in
+            :meth:`attribute`), or a tuple of indices for a multi-dimensional output. A
+            list, tuple, ``range`` or integer tensor (1-D of class indices, or 2-D with
+            one row per target). Note that a tuple of ints is read as several int
+            targets; a single multi-dimensional target is ``[(i, j)]``. ``None``
+            (default): every output of the model, in row-major order (for a model
+            with one output per example, that one output, T = 1).
+        additional_forward_args : Any, optional
+            Extra arguments passed to ``forward_func`` after the inputs, not attributed.
+        target_batch_size : int, optional
+            Keyword-only. Targets per batched backward pass. A batched backward of B
+            targets holds about B times the gradient memory of one backward pass, so
+            this bounds peak memory. ``None`` (default): chunks of
+            ``min(T, 64)`` targets. The result does not depend on it.
+        return_convergence_delta : bool, default False
+            Keyword-only. Also return, per example and target,
+            :math:`\delta = \sum_i \mathrm{attr}_i - (f_t(x) - f_t(0))`, shape
+            ``(N, T)``. Costs one extra forward pass (for :math:`f(0)`).
+        create_graph : bool, default False
+            Keyword-only. Keep the attributions differentiable with respect to the
+            model's parameters (and to inputs that require grad).
+
+        Returns
+        -------
+        attributions : Tensor or tuple of Tensor
+            For each input of shape ``(N, *S)``, a tensor of shape ``(N, T, *S)``;
+            ``attributions[:, t]`` is the attribution of target ``t``. A tuple for
+            tuple inputs.
+        delta : Tensor, optional
+            Shape ``(N, T)``, returned only if ``return_convergence_delta=True``.
+
+        Raises
+        ------
+        ValueError
+            For an empty ``targets``, a target out of range or with the wrong number of
+            indices for the model output, targets given for a model with one output
+            per example, ``target_batch_size`` not a positive integer, NaN/Inf inputs
+            or outputs, or (with ``degree="auto"``) a model with no consistent degree
+            (:class:`~captum_xgrad.NonHomogeneousError`).
+        TypeError
+            For non-tensor or integer-typed inputs, a single int as ``targets``, or a
+            target that is neither an int nor a tuple of ints.
+
+        Notes
+        -----
+        The homogeneity guard (``check``) runs as for :meth:`attribute`, on every
+        output of the model. With ``degree="auto"`` the degree is estimated from the
+        first target. Train-mode normalisation statistics are left unchanged.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from torch import nn
+        >>> from captum_xgrad import XGradient
+        >>> model = nn.Sequential(nn.Linear(4, 8, bias=False), nn.ReLU(),
+        ...                       nn.Linear(8, 3, bias=False)).eval()
+        >>> x = torch.randn(2, 4)
+        >>> xg = XGradient(model)
+        >>> maps = xg.attribute_targets(x)              # every class: T = 3
+        >>> maps.shape
+        torch.Size([2, 3, 4])
+        >>> torch.allclose(maps[:, 1], xg.attribute(x, target=1), atol=1e-6)
+        True
+        >>> maps, delta = xg.attribute_targets(x, [2, 0], return_convergence_delta=True)
+        >>> maps.shape, delta.shape
+        (torch.Size([2, 2, 4]), torch.Size([2, 2]))
+        """
+        is_inputs_tuple = _is_tuple(inputs)
+        formatted_inputs, _ = _format_input_baseline(inputs, None)
+        num_examples = validate_inputs(formatted_inputs)
+        target_list = validate_targets_argument(targets)
+        validate_target_batch_size(target_batch_size)
+        additional_forward_args = _format_additional_forward_args(additional_forward_args)
+
+        with preserve_model_state(self.forward_func):
+            proved = self._guard.verify(
+                self.forward_func, formatted_inputs, additional_forward_args, None, self.degree
+            )
+            used = tuple(
+                x if x.requires_grad else x.detach().requires_grad_(True)
+                for x in formatted_inputs
+            )
+            with torch.enable_grad():
+                output = run_forward(self.forward_func, used, additional_forward_args)
+                selected, resolved = resolve_targets(output, target_list, num_examples)
+                require_differentiable(selected)
+                check_finite_output(selected, "outputs")
+                f_x = selected.detach()
+                # the degree first, so that each chunk of gradients becomes attributions
+                # at once (one chunk of raw gradients alive at a time)
+                if proved is not None:
+                    degree = proved
+                    self.last_degree = degree
+                else:
+                    degree = self._resolve_degree(
+                        formatted_inputs, additional_forward_args,
+                        expand_resolved_target(resolved[0]), f_x[:, 0], None,
+                    )
+                scale = 1.0 / degree
+
+                def to_attribution(i: int, g: Tensor) -> Tensor:
+                    with torch.set_grad_enabled(create_graph):
+                        x = used[i] if create_graph else used[i].detach()
+                        if not create_graph:
+                            g = g.detach()
+                        a = x.unsqueeze(1) * g if self._multiply_by_inputs else g
+                        return a * scale if scale != 1.0 else a
+
+                attributions = batched_target_gradients(
+                    selected, used, target_batch_size, create_graph,
+                    warn_name="XGradient.attribute_targets", transform=to_attribution,
+                )
+            del output
+            for a in attributions:
+                check_finite_output(a, "gradients")
+
+            if return_convergence_delta:
+                zeros = tuple(torch.zeros_like(x) for x in formatted_inputs)
+                with torch.no_grad():
+                    out_0 = run_forward(self.forward_func, zeros, additional_forward_args)
+                    f_0, _ = resolve_targets(out_0, target_list, num_examples)
+                    delta = per_example_target_sum([a.detach() for a in attributions]) - (
+                        f_x - f_0
+                    )
+                return _format_output(is_inputs_tuple, tuple(attributions)), delta
+        return _format_output(is_inputs_tuple, tuple(attributions))
 
     def attribute_future(self) -> None:
         """Not supported (as for IntegratedGradients)."""
