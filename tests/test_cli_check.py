@@ -100,3 +100,76 @@ def test_console_entry_point_exit_code():
     )
     assert proc.returncode == 1, proc.stderr
     assert "NOT homogeneous" in proc.stdout
+
+
+def test_prove_exit_codes_and_certificate(capsys):
+    code, out, _ = _run(["torchvision:resnet18", "--input-shape", "3,32,32", "--prove"], capsys)
+    assert code == 1
+    assert "Degree certificate of ResNet: NOT homogeneous" in out and "fc" in out
+    code, out, _ = _run(["torchvision:resnet18", "--input-shape", "3,32,32", "--prove", "--convert"], capsys)
+    assert code == 0 and "proved homogeneous of degree 1" in out
+    code, out, _ = _run(["captum_xgrad:xalexnet", "--input-shape", "3,63,63", "--prove", "--json"], capsys)
+    data = json.loads(out)
+    assert code == 0 and data["certificate"]["status"] == "proved" and data["certificate"]["degree"] == 1.0
+
+
+def test_prove_unknown_falls_back_to_the_empirical_check(tmp_path, capsys):
+    path = tmp_path / "untraceable.py"
+    path.write_text(textwrap.dedent('''
+        import torch
+        from torch import nn
+
+        class Net(nn.Module):
+            def __init__(self, act):
+                super().__init__()
+                self.fc = nn.Linear(4, 2, bias=False)
+                self.act = act
+
+            def forward(self, x):
+                if x.sum() > -1e9:  # data-dependent: fx cannot trace it
+                    x = self.act(x)
+                return self.fc(x)
+
+        def good():
+            return Net(nn.ReLU())
+
+        def bad():
+            return Net(nn.Tanh())
+    '''))
+    code, out, _ = _run([f"{path}:good", "--input-shape", "4", "--prove"], capsys)
+    assert code == 0 and "unknown" in out and "Homogeneity check" in out
+    code, out, _ = _run([f"{path}:bad", "--input-shape", "4", "--prove"], capsys)
+    assert code == 1 and "unknown" in out and "NOT homogeneous" in out
+
+
+def test_check_prints_the_centre_of_a_normalising_model(tmp_path, capsys):
+    path = tmp_path / "wrapped.py"
+    path.write_text(textwrap.dedent('''
+        import torch
+        from torch import nn
+
+        class Wrapped(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.register_buffer("mean", torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1))
+                self.conv = nn.Conv2d(3, 2, 3, bias=False)
+
+            def forward(self, x):
+                return torch.relu(self.conv(x - self.mean)).mean((2, 3))
+
+        def build():
+            return Wrapped()
+    '''))
+    code, out, _ = _run([f"{path}:build", "--input-shape", "3,8,8"], capsys)
+    assert code == 1 and "centre" in out and "mean" in out
+
+
+def test_the_same_numbers_on_every_run():
+    outs = [
+        subprocess.run(
+            [sys.executable, "-m", "captum_xgrad", "check", "torchvision:resnet18", "--input-shape", "3,32,32"],
+            capture_output=True, text=True,
+        ).stdout
+        for _ in range(2)
+    ]
+    assert outs[0] == outs[1] and "estimated" in outs[0]
