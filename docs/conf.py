@@ -47,6 +47,8 @@ extensions = [
     "sphinx.ext.viewcode",
     "sphinx.ext.mathjax",
     "sphinx.ext.doctest",
+    # MathJax copied into _static/ and loaded from there: formulas render offline
+    "sphinx-mathjax-offline",
     "xgrad_docs",  # docs/_ext/xgrad_docs.py: the benchmark-results directive
 ]
 
@@ -96,4 +98,5 @@ doctest_test_doctest_blocks = "default"
 html_theme = "furo"
 html_title = f"captum-xgrad {release}"
 html_static_path = ["_static"]
+html_css_files = ["xgrad.css"]  # wide tables scroll instead of being cut off
 html_theme_options = {"navigation_with_keys": True}
