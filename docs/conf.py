@@ -49,7 +49,8 @@ extensions = [
     "sphinx.ext.doctest",
     # MathJax copied into _static/ and loaded from there: formulas render offline
     "sphinx-mathjax-offline",
-    "xgrad_docs",  # docs/_ext/xgrad_docs.py: the benchmark-results directive
+    "myst_parser",  # the benchmark reports are Markdown, included as written
+    "xgrad_docs",  # docs/_ext/xgrad_docs.py: links to re-exported names
 ]
 
 ONLINE = os.environ.get("XGRAD_DOCS_ONLINE", "") == "1"
