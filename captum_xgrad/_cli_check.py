@@ -342,7 +342,7 @@ def exit_code_of(prog: str, fn: Callable[[], int]) -> int:
     >>> with contextlib.redirect_stderr(io.StringIO()) as err:
     ...     code = exit_code_of("captum-xgrad check", bad)
     >>> code, err.getvalue()
-    (2, 'captum-xgrad check: error: no such thing.\n')
+    (2, 'captum-xgrad check: error: no such thing.\\n')
     """
     try:
         return fn()

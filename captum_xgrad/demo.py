@@ -514,7 +514,7 @@ def ig_attributions(
     --------
     >>> import torch
     >>> from captum_xgrad.demo import digits_xcnn, ig_attributions
-    >>> model, x, t = digits_xcnn().eval(), torch.rand(2, 1, 16, 16), torch.tensor([1, 2])
+    >>> model, x, t = digits_xcnn().eval(), torch.rand(2, 1, 8, 8), torch.tensor([1, 2])
     >>> exact = ig_attributions(model, x, t, homogeneous=True)
     >>> approx = ig_attributions(model, x, t, homogeneous=False, n_steps=4)
     >>> torch.allclose(exact, approx, atol=1e-5)
