@@ -205,18 +205,7 @@ def _run_error_on(device: str, cfg: BenchConfig, log: Log) -> Dict[str, Any]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the exactness study from the command line (``--help`` for the options).
-
-    Parameters
-    ----------
-    argv : sequence of str, optional
-        Defaults to ``sys.argv[1:]``.
-
-    Returns
-    -------
-    int
-        0 on success, 2 for an invalid configuration.
-    """
+    """``python -m benchmarks.attribution_error [options]`` (``--help``); returns the exit code."""
     return run_study("error", run_error, argv, description=__doc__.split("\n")[0])
 
 

@@ -405,18 +405,7 @@ def _run_speed(cfg: BenchConfig, log: Log) -> Dict[str, Dict[str, Any]]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the speed study from the command line (``--help`` for the options).
-
-    Parameters
-    ----------
-    argv : sequence of str, optional
-        Defaults to ``sys.argv[1:]``.
-
-    Returns
-    -------
-    int
-        0 on success, 2 for an invalid configuration.
-    """
+    """``python -m benchmarks.attribution_speed [options]`` (``--help``); returns the exit code."""
     return run_study("speed", run_speed, argv, description=__doc__.split("\n")[0])
 
 
