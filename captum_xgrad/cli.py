@@ -26,7 +26,8 @@ COMMANDS = {
     ),
     "check": (
         "captum_xgrad._cli_check",
-        "check whether a model is nonnegatively homogeneous (exit 0: yes, 1: no, 2: usage error)",
+        "check whether a model is nonnegatively homogeneous (exit 0: yes, 1: no or the model "
+        "failed, 2: usage error)",
     ),
     "bench": (
         "captum_xgrad._cli_bench",
