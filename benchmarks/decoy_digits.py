@@ -1,7 +1,7 @@
 """Spurious correlations: a decoy patch on scikit-learn's digits, removed by attribution priors.
 
 Training images carry a 4x4 patch in a random corner whose shade encodes the label;
-at test time the shade is random (:func:`captum_xgrad.decoy.make_decoy_digits`). All
+at test time the shade is random (:func:`captum_xgrad.demo.make_decoy_digits`). All
 rows use the same mask prior (:func:`captum_xgrad.priors.mask_prior`, squared
 attribution on the patch, same lambda) through
 :class:`captum_xgrad.training.AttributionPrior`; only the model and the attribution
@@ -22,7 +22,8 @@ patch is 6.25% of the pixels), and seconds per training epoch; mean +- s.e.m. ov
 
 Usage::
 
-    python benchmarks/decoy_digits.py --seeds 3 --epochs 10 --out benchmarks/results/cpu
+    python -m benchmarks.decoy_digits --seeds 3 --epochs 10 --out benchmarks/results/cpu
+    python -m benchmarks.decoy_digits --from-json benchmarks/results/cpu/decoy_digits.json
 
 writes ``decoy_digits.md``, ``decoy_digits.json``, ``decoy_digits.png`` (bars) and
 ``decoy_digits_heatmaps.png`` (test images and heat maps before/after, seed 0).
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -41,14 +41,13 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, sem  # noqa: E402  (the folder of this script)
-
-from captum_xgrad.decoy import (
-    decoy_cnn,
+from benchmarks.harness.report import command_line, machine_info, sem
+from captum_xgrad.demo import (
+    digits_xcnn,
     evaluate_decoy,
     ig_attributions,
     make_decoy_digits,
+    plot_attributions,
     train_with_prior,
 )
 from captum_xgrad.training import (
@@ -81,6 +80,10 @@ def make_method(kind: str, args: argparse.Namespace, x_train: torch.Tensor, seed
     return GradientMethod()
 
 
+def _cnn(bias: bool, seed: int) -> torch.nn.Module:
+    return digits_xcnn(bias=bias, image_size=16, generator=torch.Generator().manual_seed(seed))
+
+
 def label_of(key: str, args: argparse.Namespace) -> str:
     label = ROWS[key][0]
     if key == "ig":
@@ -91,7 +94,8 @@ def label_of(key: str, args: argparse.Namespace) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.decoy_digits",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--weight", type=float, default=10.0, help="lambda of the mask prior")
@@ -108,7 +112,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                              "decoy_digits_timing.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    command = command_line("python -m benchmarks.decoy_digits",
+                           sys.argv[1:] if argv is None else argv)
     if args.timing_only:
         return time_steps(args, command)
     if args.from_json is not None:
@@ -129,8 +134,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         data = make_decoy_digits(seed=seed)
         for key in args.rows:
             _, bias, kind, clean = ROWS[key]
-            torch.manual_seed(seed)
-            model = decoy_cnn(bias=bias)
+            model = _cnn(bias, seed)
             x = data.x_train_clean if clean else data.x_train
             method = make_method(kind, args, x, seed) if kind else None
             times = train_with_prior(model, x, data.y_train, data.mask_train, method=method,
@@ -180,8 +184,7 @@ def time_steps(args: argparse.Namespace, command: str) -> int:
         _, bias, kind, _ = ROWS[key]
         if key == "clean_ref":
             continue
-        torch.manual_seed(0)
-        model = decoy_cnn(bias=bias)
+        model = _cnn(bias, 0)
         method = make_method(kind, args, data.x_train, 0) if kind else XGradientMethod(check=False)
         helper = AttributionPrior(model, mask_prior, weight=args.weight if kind else 0.0,
                                   attribution=method)
@@ -320,8 +323,6 @@ def plot(path: Path, meta: dict, results: dict) -> None:
 
 
 def heatmaps(path: Path, models: dict, data, k: int = 6) -> None:
-    from captum_xgrad.demo import plot_attributions
-
     names = {"plain_free": "(a) plain", "xgrad": "(b) X-Grad. prior", "ig": "(c) IG prior",
              "eg": "(d) EG prior"}
     x, y = data.x_test[:k], data.y_test[:k]

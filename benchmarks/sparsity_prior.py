@@ -23,7 +23,7 @@ training epoch (training steps only).
 
 Usage::
 
-    python benchmarks/sparsity_prior.py --reps 20 --out benchmarks/results/cpu
+    python -m benchmarks.sparsity_prior --reps 20 --out benchmarks/results/cpu
 
 writes ``sparsity_prior.md``, ``sparsity_prior.json`` and ``sparsity_prior.png``.
 """
@@ -34,7 +34,6 @@ import argparse
 import copy
 import json
 import math
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -43,10 +42,9 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, sem  # noqa: E402  (the folder of this script)
 from torch import nn
 
+from benchmarks.harness.report import command_line, machine_info, sem
 from captum_xgrad.priors import gini_coefficient, gini_prior
 from captum_xgrad.training import (
     AttributionMethod,
@@ -177,7 +175,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="only re-render the Markdown and PNG from a JSON of an earlier run")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    command = command_line("python -m benchmarks.sparsity_prior", sys.argv[1:] if argv is None else argv)
     if args.from_json is not None:
         saved = json.loads(args.from_json.read_text())
         saved["meta"]["rendered_by"] = command

@@ -17,8 +17,11 @@ random initialisation is seeded with ``--seed`` (default 0), so every run prints
 the same numbers.
 
 Exit status: 0 if the model (with ``--convert``: the converted model) is homogeneous,
-1 if not, 2 on a usage error (bad MODEL, bad ``--input-shape``, a model that fails on
-inputs of that shape).
+1 if not, or if the model itself fails (its factory or file raises, or its forward
+pass raises on inputs of that shape; the error is on stderr), 2 on a usage error (a
+malformed or unknown MODEL, a bad ``--input-shape`` or ``--batch-size``).
+
+:func:`model_and_input` and :func:`exit_code_of` are shared with ``captum-xgrad bench``.
 """
 
 from __future__ import annotations
@@ -30,12 +33,21 @@ import json
 import os
 import sys
 import warnings
-from typing import Any, Dict, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import torch
 from torch import nn
 
-__all__ = ["add_arguments", "run", "load_model", "parse_shape"]
+__all__ = [
+    "ModelError",
+    "UsageError",
+    "add_arguments",
+    "exit_code_of",
+    "load_model",
+    "model_and_input",
+    "parse_shape",
+    "run",
+]
 
 
 class UsageError(Exception):
@@ -51,6 +63,22 @@ class UsageError(Exception):
     ... except UsageError as exc:
     ...     print(exc)
     --input-shape '3,x' is not a comma-separated list of positive integers (e.g. --input-shape 3,224,224).
+    """
+
+
+class ModelError(Exception):
+    """The model itself failed (its factory, its file or its forward pass raised).
+
+    Not a usage error: reported on stderr with exit status 1.
+
+    Examples
+    --------
+    >>> from captum_xgrad._cli_check import ModelError, load_model
+    >>> try:
+    ...     load_model("torch.nn:Linear")  # Linear() needs in/out features
+    ... except ModelError as exc:
+    ...     print(str(exc)[:39])
+    building MODEL 'torch.nn:Linear' failed
     """
 
 
@@ -162,7 +190,7 @@ def _from_file(path: str, factory: str) -> Any:
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
-        raise UsageError(f"importing {path!r} failed: {type(exc).__name__}: {exc}") from exc
+        raise ModelError(f"importing {path!r} failed: {type(exc).__name__}: {exc}") from exc
     return module
 
 
@@ -183,8 +211,10 @@ def load_model(spec: str) -> nn.Module:
     Raises
     ------
     UsageError
-        If the spec is malformed, names an unknown model, or the factory fails or
-        returns something that is not an ``nn.Module``.
+        If the spec is malformed, names an unknown model, or the factory returns
+        something that is not an ``nn.Module``.
+    ModelError
+        If the file's top-level code or the factory raises.
 
     Examples
     --------
@@ -238,7 +268,7 @@ def load_model(spec: str) -> nn.Module:
     try:
         model = factory()
     except Exception as exc:
-        raise UsageError(f"building MODEL {spec!r} failed: {type(exc).__name__}: {exc}") from exc
+        raise ModelError(f"building MODEL {spec!r} failed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, nn.Module):
         raise UsageError(
             f"MODEL {spec!r} returned a {type(model).__name__}, not a torch.nn.Module."
@@ -252,10 +282,89 @@ def _check(model: nn.Module, x: torch.Tensor) -> Any:
     try:
         return check_homogeneity(model, x)
     except (ValueError, TypeError) as exc:
-        raise UsageError(
+        raise ModelError(
             f"{exc}\n(set the shape of one example with --input-shape, e.g. "
             "--input-shape 3,32,32)"
         ) from exc
+
+
+def model_and_input(args: argparse.Namespace) -> Tuple[nn.Module, torch.Tensor]:
+    """The model of ``args.model`` (in eval mode unless ``args.train_mode``) and a random batch.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        With ``model``, ``input_shape``, ``batch_size``, ``seed`` and optionally
+        ``train_mode``.
+
+    Returns
+    -------
+    (nn.Module, Tensor)
+        The model and ``torch.rand((batch_size, *input_shape))`` drawn from a local
+        generator seeded with ``args.seed``.
+
+    Raises
+    ------
+    UsageError
+        For a bad MODEL, ``--input-shape`` or ``--batch-size``.
+    ModelError
+        If building the model raises.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> from captum_xgrad._cli_check import model_and_input
+    >>> args = argparse.Namespace(model="torch.nn:Identity", input_shape="4", batch_size=3,
+    ...                           seed=0)
+    >>> model, x = model_and_input(args)
+    >>> model.training, tuple(x.shape)
+    (False, (3, 4))
+    """
+    shape = parse_shape(args.input_shape)
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be a positive integer, got {args.batch_size}.")
+    with torch.random.fork_rng():
+        torch.manual_seed(args.seed)  # the model's random initialisation, reproducibly
+        model = load_model(args.model)
+    if not getattr(args, "train_mode", False):
+        model.eval()
+    generator = torch.Generator().manual_seed(args.seed)
+    return model, torch.rand((args.batch_size,) + shape, generator=generator)
+
+
+def exit_code_of(prog: str, fn: Callable[[], int]) -> int:
+    """``fn()``, with a :class:`UsageError` reported as exit 2 and a :class:`ModelError` as 1.
+
+    Parameters
+    ----------
+    prog : str
+        Prefix of the message on stderr (e.g. ``"captum-xgrad check"``).
+    fn : callable
+        Does the work and returns the exit status.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> import contextlib, io
+    >>> from captum_xgrad._cli_check import UsageError, exit_code_of
+    >>> def bad():
+    ...     raise UsageError("no such thing.")
+    >>> with contextlib.redirect_stderr(io.StringIO()) as err:
+    ...     code = exit_code_of("captum-xgrad check", bad)
+    >>> code, err.getvalue()
+    (2, 'captum-xgrad check: error: no such thing.\\n')
+    """
+    try:
+        return fn()
+    except UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModelError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 def run(args: argparse.Namespace) -> int:
@@ -272,10 +381,10 @@ def run(args: argparse.Namespace) -> int:
     -------
     int
         0 if the model (with ``--convert``: the converted model) is homogeneous, 1 if
-        not, 2 on a usage error (bad MODEL or ``--input-shape``, a model that fails
-        on inputs of that shape: the error that
-        :func:`~captum_xgrad.homogeneity.check_homogeneity` raises for it is reported,
-        not raised).
+        not or if the model fails (building it, or its forward pass on inputs of that
+        shape: the error that :func:`~captum_xgrad.homogeneity.check_homogeneity`
+        raises for it is reported on stderr, not raised), 2 on a usage error (bad
+        MODEL, ``--input-shape`` or ``--batch-size``).
 
     Examples
     --------
@@ -293,34 +402,24 @@ def run(args: argparse.Namespace) -> int:
     >>> code
     0
     """
-    try:
-        shape = parse_shape(args.input_shape)
-        if args.batch_size < 1:
-            raise UsageError(f"--batch-size must be a positive integer, got {args.batch_size}.")
-        with torch.random.fork_rng():
-            torch.manual_seed(args.seed)  # the model's random initialisation, reproducibly
-            model = load_model(args.model)
-        if not args.train_mode:
-            model.eval()
-        generator = torch.Generator().manual_seed(args.seed)
-        x = torch.rand((args.batch_size,) + shape, generator=generator)
-        report = _check(model, x)
-        converted_report = None
-        conversion = None
-        if args.convert:
-            from .convert import make_x_dnn
+    return exit_code_of("captum-xgrad check", lambda: _run(args))
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                converted, conversion = make_x_dnn(model, return_report=True)
-            converted_report = _check(converted, x)
-        from .homogeneity import certify_homogeneity
 
-        certificate = certify_homogeneity(converted if args.convert else model, x)
-    except UsageError as exc:
-        print(f"captum-xgrad check: error: {exc}", file=sys.stderr)
-        return 2
+def _run(args: argparse.Namespace) -> int:
+    model, x = model_and_input(args)
+    report = _check(model, x)
+    converted_report = None
+    conversion = None
+    if args.convert:
+        from .convert import make_x_dnn
 
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            converted, conversion = make_x_dnn(model, return_report=True)
+        converted_report = _check(converted, x)
+    from .homogeneity import certify_homogeneity
+
+    certificate = certify_homogeneity(converted if args.convert else model, x)
     final = converted_report if converted_report is not None else report
     if args.prove:
         if certificate.status == "proved":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from typing import Optional, Sequence
 
@@ -25,17 +26,33 @@ COMMANDS = {
     ),
     "check": (
         "captum_xgrad._cli_check",
-        "check whether a model is nonnegatively homogeneous (exit 0: yes, 1: no, 2: usage error)",
+        "check whether a model is nonnegatively homogeneous (exit 0: yes, 1: no or the model "
+        "failed, 2: usage error)",
     ),
     "bench": (
         "captum_xgrad._cli_bench",
-        "time XGradient against Captum's IntegratedGradients (see benchmarks/)",
+        "time XGradient against the bare forward+backward pass and Captum's "
+        "IntegratedGradients on a model (exit 0: timed, 1: the model failed, 2: usage error)",
     ),
     "attribute": (
         "captum_xgrad._cli_attribute",
         "attribute a whole dataset into an on-disk store (one process, or many under torchrun)",
     ),
 }
+
+#: options whose value may start with "-" (argparse takes "--input-shape -3,64,64" for
+#: two options; glued as "--input-shape=-3,64,64", the command's own check reports it)
+_DASH_VALUE_OPTIONS = ("--input-shape",)
+
+
+def _glue_dash_values(argv: Sequence[str]) -> list:
+    out: list = []
+    for arg in argv:
+        if out and out[-1] in _DASH_VALUE_OPTIONS and re.match(r"-[\d,.]", arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
 
 
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
@@ -109,7 +126,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     >>> main([])  # no sub-command: prints the help to stderr
     2
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _glue_dash_values(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in COMMANDS), None)
     parser = build_parser(command)
     args = parser.parse_args(argv)

@@ -47,7 +47,10 @@ extensions = [
     "sphinx.ext.viewcode",
     "sphinx.ext.mathjax",
     "sphinx.ext.doctest",
-    "xgrad_docs",  # docs/_ext/xgrad_docs.py: the benchmark-results directive
+    # MathJax copied into _static/ and loaded from there: formulas render offline
+    "sphinx-mathjax-offline",
+    "myst_parser",  # the benchmark reports are Markdown, included as written
+    "xgrad_docs",  # docs/_ext/xgrad_docs.py: links to re-exported names
 ]
 
 ONLINE = os.environ.get("XGRAD_DOCS_ONLINE", "") == "1"
@@ -96,4 +99,5 @@ doctest_test_doctest_blocks = "default"
 html_theme = "furo"
 html_title = f"captum-xgrad {release}"
 html_static_path = ["_static"]
+html_css_files = ["xgrad.css"]  # wide tables scroll instead of being cut off
 html_theme_options = {"navigation_with_keys": True}

@@ -25,16 +25,6 @@ from captum_xgrad.demo import digits_xcnn, load_digits_tensors, train_classifier
 SCALES = (0.01, 0.1, 0.5, 2.0, 10.0)
 
 
-def biased_cnn(width: int = 16) -> nn.Sequential:
-    """The architecture of ``digits_xcnn`` with biases."""
-    return nn.Sequential(
-        nn.Conv2d(1, width, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(2 * width * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10),
-    )
-
-
 def unchanged_fraction(model: nn.Module, x: torch.Tensor, scales: Sequence[float] = SCALES) -> Dict[float, float]:
     """For each contrast a, the fraction of examples with argmax f(a x) == argmax f(x)."""
     with torch.no_grad():
@@ -47,7 +37,7 @@ def main(epochs: int = 6) -> Dict[str, Dict[float, float]]:
     torch.manual_seed(0)
     xdnn = train_classifier(digits_xcnn(), x_train, y_train, epochs=epochs)
     torch.manual_seed(0)
-    biased = train_classifier(biased_cnn(), x_train, y_train, epochs=epochs)
+    biased = train_classifier(digits_xcnn(bias=True), x_train, y_train, epochs=epochs)
     results = {
         "X-DNN (bias-free)": unchanged_fraction(xdnn, x_test),
         "CNN with biases": unchanged_fraction(biased, x_test),

@@ -1,4 +1,4 @@
-"""The benchmark harness (captum_xgrad.bench) and the scripts in benchmarks/.
+"""The benchmark harness (benchmarks.harness) and the speed/exactness studies in benchmarks/.
 
 Smoke tests on a tiny configuration (tiny MLP/CNN, 2 repetitions): they check the
 output files, the JSON schema and the measuring tools, never the times.
@@ -7,7 +7,7 @@ output files, the JSON schema and the measuring tools, never the times.
 from __future__ import annotations
 
 import json
-import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,16 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from captum_xgrad import bench
-from captum_xgrad.bench import (
-    BenchConfig,
-    Timing,
-    get_model_spec,
-    is_out_of_memory,
-    peak_memory,
-    time_callable,
-)
-from captum_xgrad.cli import main as cli_main
+from benchmarks import attribution_error, attribution_speed
+from benchmarks.harness import report
+from benchmarks.harness.cases import BenchConfig, get_model_spec
+from benchmarks.harness.memory import is_out_of_memory, peak_memory
+from benchmarks.harness.timing import Timing, time_callable
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--models", "mlp", "cnn", "--small", "--device", "cpu", "--n-steps", "2", "4",
@@ -43,14 +38,6 @@ def one_thread():
         torch.set_num_threads(old)
 
 
-def _run_script(name: str, argv, monkeypatch) -> int:
-    script = ROOT / "benchmarks" / name
-    monkeypatch.setattr(sys, "argv", [str(script), *argv])
-    with pytest.raises(SystemExit) as exc:
-        runpy.run_path(str(script), run_name="__main__")
-    return exc.value.code
-
-
 SPEED_CASES = {
     ("bare", None, None), ("xgradient", None, None), ("input_x_gradient", None, None),
     ("ig", 2, None), ("ig", 4, None), ("ig", 2, 4), ("ig", 4, 4),
@@ -61,7 +48,7 @@ SPEED_CASES = {
 
 
 def _check_header(doc, kind, script):
-    assert doc["schema"] == bench.SCHEMA
+    assert doc["schema"] == report.SCHEMA
     assert doc["kind"] == kind
     assert script in doc["command"] and "--models mlp cnn" in doc["command"]
     assert doc["device"]["type"] == "cpu"
@@ -69,23 +56,23 @@ def _check_header(doc, kind, script):
     assert isinstance(doc["device"]["name"], str) and doc["device"]["name"]
     assert doc["versions"]["torch"] == torch.__version__
     assert {"captum", "captum_xgrad", "torchvision"} <= set(doc["versions"])
-    assert {"platform", "cpu_count", "python"} <= set(doc["machine"])
+    assert {"platform", "cpu_count", "python", "processor", "git_commit"} <= set(doc["machine"])
     assert len(doc["loadavg"]["start"]) == 3 and len(doc["loadavg"]["end"]) == 3
     assert doc["elapsed_s"] > 0
     assert set(doc["models"]) == {"mlp", "cnn"}
 
 
-def test_speed_script_writes_json_markdown_and_plots(tmp_path, monkeypatch, one_thread):
+def test_speed_script_writes_json_markdown_and_plots(tmp_path, one_thread):
     argv = TINY + ["--out", str(tmp_path), "--repeats", "2", "--batch-sizes", "3",
                    "--internal-batch-size", "4"]
-    assert _run_script("attribution_speed.py", argv, monkeypatch) == 0
+    assert attribution_speed.main(argv) == 0
     out = tmp_path / "cpu"
     for name in ("speed.json", "speed.md", "time_vs_steps.png", "memory.png"):
         assert (out / name).stat().st_size > 0, name
     assert (out / "time_vs_steps.png").read_bytes()[:4] == b"\x89PNG"
 
     doc = json.loads((out / "speed.json").read_text())
-    _check_header(doc, "speed", "attribution_speed.py")
+    _check_header(doc, "speed", "python -m benchmarks.attribution_speed")
     assert doc["config"]["repeats"] == 2 and doc["config"]["n_steps"] == [2, 4]
     assert "profile_memory=True" in doc["memory_method"]
     for model in ("mlp", "cnn"):
@@ -115,14 +102,14 @@ def test_speed_script_writes_json_markdown_and_plots(tmp_path, monkeypatch, one_
     assert "## Targets" in md
 
 
-def test_error_script_shows_ig_equals_xgradient_on_x_models(tmp_path, monkeypatch, one_thread):
+def test_error_script_shows_ig_equals_xgradient_on_x_models(tmp_path, one_thread):
     argv = TINY + ["--out", str(tmp_path), "--reference-steps", "64", "--error-batch-size", "3"]
-    assert _run_script("attribution_error.py", argv, monkeypatch) == 0
+    assert attribution_error.main(argv) == 0
     out = tmp_path / "cpu"
     for name in ("error.json", "error.md", "error_vs_steps.png"):
         assert (out / name).stat().st_size > 0, name
     doc = json.loads((out / "error.json").read_text())
-    _check_header(doc, "error", "attribution_error.py")
+    _check_header(doc, "error", "python -m benchmarks.attribution_error")
     assert doc["models"]["mlp"]["examples"] == 3
     rows = doc["results"]
     for model in ("mlp", "cnn"):
@@ -142,19 +129,27 @@ def test_error_script_shows_ig_equals_xgradient_on_x_models(tmp_path, monkeypatc
     assert "| mlp | X-model (bias-free) | IG | 2 | xgradient |" in (out / "error.md").read_text()
 
 
-def test_cli_bench_runs_the_same_harness(tmp_path, capsys, one_thread):
-    code = cli_main(["bench", "error", "--models", "mlp", "--small", "--device", "cpu",
-                     "--n-steps", "2", "--reference-steps", "8", "--no-plots",
-                     "--no-progress", "--out", str(tmp_path)])
-    assert code == 0
-    doc = json.loads((tmp_path / "cpu" / "error.json").read_text())
-    assert "captum-xgrad bench error --models mlp" in doc["command"]
+def test_from_json_re_renders_the_same_markdown(tmp_path, one_thread):
+    argv = ["--models", "mlp", "--small", "--device", "cpu", "--n-steps", "2",
+            "--reference-steps", "8", "--no-plots", "--no-progress", "--out", str(tmp_path)]
+    assert attribution_error.main(argv) == 0
+    md = (tmp_path / "cpu" / "error.md").read_text()
+    again = tmp_path / "again"
+    assert attribution_error.main(["--from-json", str(tmp_path / "cpu" / "error.json"),
+                                   "--out", str(again), "--no-plots"]) == 0
+    assert (again / "cpu" / "error.md").read_text() == md
     assert not (tmp_path / "cpu" / "error_vs_steps.png").exists()
+
+
+def test_studies_run_as_modules_from_the_repository_root():
+    out = subprocess.run([sys.executable, "-m", "benchmarks.attribution_speed", "--help"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "--from-json" in out and "--repeats" in out
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
 def test_cuda_requested_without_cuda_is_a_clear_usage_error(tmp_path, capsys):
-    code = cli_main(["bench", "--device", "cuda", "--models", "mlp", "--out", str(tmp_path)])
+    code = attribution_speed.main(["--device", "cuda", "--models", "mlp", "--out", str(tmp_path)])
     assert code == 2
     assert "torch.cuda.is_available() is False" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"use --device cpu"):
@@ -218,6 +213,13 @@ def test_unknown_model_and_bad_config_errors():
         BenchConfig(models=["mlp"], n_steps=[0]).validate()
     with pytest.raises(ValueError, match=r"no models selected"):
         BenchConfig(models=[]).validate()
+
+
+def test_machine_info_and_sem():
+    info = report.machine_info()
+    assert info["torch"] == torch.__version__ and info["torch_threads"] == torch.get_num_threads()
+    assert report.sem([1.0, 2.0, 3.0, 6.0]) == pytest.approx(np.std([1, 2, 3, 6], ddof=1) / 2)
+    assert np.isnan(report.sem([1.0]))
 
 
 def test_benchmark_models_are_homogeneous_and_biased_ones_are_not():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -58,8 +59,8 @@ def test_factory_in_a_file(tmp_path, capsys):
     assert "Offending modules (2)" in out and "Tanh" in out
     code, _, err = _run([f"{path}:not_a_model"], capsys)
     assert code == 2 and "returned a int, not a torch.nn.Module" in err
-    code, _, err = _run([f"{path}:broken"], capsys)
-    assert code == 2 and "building MODEL" in err and "RuntimeError: boom" in err
+    code, _, err = _run([f"{path}:broken"], capsys)  # the model fails: not a usage error
+    assert code == 1 and "building MODEL" in err and "RuntimeError: boom" in err
     code, _, err = _run([f"{path}:missing"], capsys)
     assert code == 2 and "has no callable 'missing'" in err
 
@@ -75,16 +76,22 @@ def test_factory_in_a_file(tmp_path, capsys):
         (["captum_xgrad:xalexnet", "--input-shape", "3,x"], "is not a comma-separated list of positive integers"),
         (["captum_xgrad:xalexnet", "--input-shape", "3,0,4"], "is not a comma-separated list"),
         (["captum_xgrad:xalexnet", "--batch-size", "0"], "--batch-size must be a positive integer"),
-        (["captum_xgrad:xfixup_resnet18", "--input-shape", "5"], r"(?s)the model raised RuntimeError.*--input-shape"),
+        (["captum_xgrad:xalexnet", "--input-shape", "-3,64,64"], r"--input-shape '-3,64,64' is not a comma-separated list"),
+        (["captum_xgrad:xalexnet", "--input-shape=-3,64,64"], r"--input-shape '-3,64,64' is not a comma-separated list"),
+        (["captum_xgrad:xalexnet", "--input-shape", "-1"], r"--input-shape '-1' is not a comma-separated list"),
     ],
 )
 def test_usage_errors_exit_2_with_message(argv, message, capsys):
-    import re
-
     code, out, err = _run(argv, capsys)
     assert code == 2
     assert out == ""
     assert re.search(message, err), err
+
+
+def test_model_that_fails_on_the_input_exits_1_with_the_error(capsys):
+    code, out, err = _run(["captum_xgrad:xfixup_resnet18", "--input-shape", "5"], capsys)
+    assert code == 1 and out == ""
+    assert re.search(r"(?s)the model raised RuntimeError.*--input-shape", err), err
 
 
 def test_argparse_usage_error_exits_2():

@@ -1,17 +1,21 @@
-"""Decoy digits: the data set's construction, the CNN builders, the share metric, the demo."""
+"""The demo's decoy digits (captum_xgrad.demo): data set, CNN builder, share metric, short study."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from captum_xgrad.decoy import (
-    decoy_cnn,
+from captum_xgrad.demo import (
     decoy_demo,
     decoy_share,
+    digits_xcnn,
     evaluate_decoy,
     make_decoy_digits,
 )
+
+
+def decoy_cnn(bias=False, image_size=16):
+    return digits_xcnn(bias=bias, image_size=image_size)
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +103,11 @@ def one_thread():
 
 def test_decoy_demo_writes_heatmaps_and_reports_numbers(tmp_path, one_thread):
     messages = []
-    res = decoy_demo(tmp_path, seed=0, quick=True, log=messages.append)
-    assert res["heatmap"] == tmp_path / "decoy_heatmaps.png" and res["heatmap"].stat().st_size > 0
+    before = torch.random.get_rng_state()
+    res = decoy_demo(tmp_path / "xgrad_demo_decoy.png", seed=0, quick=True, log=messages.append)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the global RNG is left alone
+    assert res["heatmap"] == tmp_path / "xgrad_demo_decoy.png"
+    assert res["heatmap"].stat().st_size > 0
     for key in ("plain", "xgrad_prior"):
         assert set(res[key]) == {"accuracy", "clean_accuracy", "decoy_share", "seconds_per_epoch"}
     # the prior moves attribution off the decoy and the accuracy on random decoys up

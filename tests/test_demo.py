@@ -50,11 +50,27 @@ def test_compare_with_ig_detects_a_biased_model():
     assert res["completeness_error"] > 1e-3
 
 
+def test_digits_xcnn_generator_makes_the_init_reproducible_without_the_global_rng():
+    before = torch.random.get_rng_state()
+    a = demo.digits_xcnn(generator=torch.Generator().manual_seed(3))
+    b = demo.digits_xcnn(generator=torch.Generator().manual_seed(3))
+    c = demo.digits_xcnn(generator=torch.Generator().manual_seed(4))
+    assert torch.equal(torch.random.get_rng_state(), before)
+    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(pa, pb) and not torch.equal(pa, pc)
+        bound = 1.0 / pa[0].numel() ** 0.5  # PyTorch's default layer init
+        assert float(pa.detach().abs().max()) <= bound
+
+
 def test_demo_end_to_end(tmp_path):
     lines = []
-    args = argparse.Namespace(out=tmp_path / "demo.png", epochs=2, batch=16, seed=0, no_decoy=True)
+    args = argparse.Namespace(out=tmp_path / "xgrad_demo.png", epochs=2, batch=16, seed=0,
+                              no_decoy=True)
+    before = torch.random.get_rng_state()
     code = demo.run(args, log=lines.append)
+    assert torch.equal(torch.random.get_rng_state(), before)  # seeds are local
     assert code == 0
-    assert (tmp_path / "demo.png").stat().st_size > 10_000
+    assert (tmp_path / "xgrad_demo.png").stat().st_size > 10_000
+    assert [p.name for p in tmp_path.iterdir()] == ["xgrad_demo.png"]
     text = "\n".join(lines)
     assert "max |XGradient - IG| / max |IG|" in text and "faster" in text

@@ -351,12 +351,15 @@ def _build(depth: int, homogeneous: bool, weights: _Weights, **kwargs: Any) -> n
     return model
 
 
-_DOC = """Build a{x} Fixup-ResNet-{depth}{what}.
+
+def xfixup_resnet18(*, weights: _Weights = None, progress: bool = True,
+                    num_classes: int = 1000, **kwargs: Any) -> XFixupResNet:
+    """Build an X- Fixup-ResNet-18 without biases (homogeneous of degree 1).
 
     Parameters
     ----------
     weights : str or PathLike, optional
-        Path to a checkpoint in the official format (``{{'state_dict', 'arch', ...}}``,
+        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
         keys possibly prefixed ``module.``) or a plain state dict, loaded with
         :func:`~captum_xgrad.models.load_official_checkpoint`. Nothing is downloaded.
     progress : bool, default True
@@ -364,11 +367,11 @@ _DOC = """Build a{x} Fixup-ResNet-{depth}{what}.
     num_classes : int, default 1000
         Number of outputs.
     **kwargs
-        Passed to :class:`{cls}` (``in_channels``, ``zero_init``).
+        Passed to :class:`XFixupResNet` (``in_channels``, ``zero_init``).
 
     Returns
     -------
-    {cls}
+    XFixupResNet
 
     Raises
     ------
@@ -378,81 +381,352 @@ _DOC = """Build a{x} Fixup-ResNet-{depth}{what}.
     Examples
     --------
     >>> import torch
-    >>> from captum_xgrad.models import {name}
+    >>> from captum_xgrad.models import xfixup_resnet18
     >>> with torch.device("meta"):
-    ...     model = {name}()
+    ...     model = xfixup_resnet18()
     >>> sum(p.numel() for p in model.parameters())
-    {params}
+    11678912
     """
-
-
-def xfixup_resnet18(*, weights: _Weights = None, progress: bool = True,
-                    num_classes: int = 1000, **kwargs: Any) -> XFixupResNet:
     return _build(18, True, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
 
 
 def xfixup_resnet34(*, weights: _Weights = None, progress: bool = True,
                     num_classes: int = 1000, **kwargs: Any) -> XFixupResNet:
+    """Build an X- Fixup-ResNet-34 without biases (homogeneous of degree 1).
+
+    Parameters
+    ----------
+    weights : str or PathLike, optional
+        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
+        keys possibly prefixed ``module.``) or a plain state dict, loaded with
+        :func:`~captum_xgrad.models.load_official_checkpoint`. Nothing is downloaded.
+    progress : bool, default True
+        Accepted for torchvision compatibility; unused (there is no download).
+    num_classes : int, default 1000
+        Number of outputs.
+    **kwargs
+        Passed to :class:`XFixupResNet` (``in_channels``, ``zero_init``).
+
+    Returns
+    -------
+    XFixupResNet
+
+    Raises
+    ------
+    TypeError, ValueError, FileNotFoundError
+        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_xgrad.models import xfixup_resnet34
+    >>> with torch.device("meta"):
+    ...     model = xfixup_resnet34()
+    >>> sum(p.numel() for p in model.parameters())
+    21779648
+    """
     return _build(34, True, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
 
 
 def xfixup_resnet50(*, weights: _Weights = None, progress: bool = True,
                     num_classes: int = 1000, **kwargs: Any) -> XFixupResNet:
+    """Build an X- Fixup-ResNet-50 without biases (homogeneous of degree 1).
+
+    Parameters
+    ----------
+    weights : str or PathLike, optional
+        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
+        keys possibly prefixed ``module.``) or a plain state dict, loaded with
+        :func:`~captum_xgrad.models.load_official_checkpoint`. Nothing is downloaded.
+    progress : bool, default True
+        Accepted for torchvision compatibility; unused (there is no download).
+    num_classes : int, default 1000
+        Number of outputs.
+    **kwargs
+        Passed to :class:`XFixupResNet` (``in_channels``, ``zero_init``).
+
+    Returns
+    -------
+    XFixupResNet
+
+    Raises
+    ------
+    TypeError, ValueError, FileNotFoundError
+        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_xgrad.models import xfixup_resnet50
+    >>> with torch.device("meta"):
+    ...     model = xfixup_resnet50()
+    >>> sum(p.numel() for p in model.parameters())
+    25502912
+    """
     return _build(50, True, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
 
 
 def xfixup_resnet101(*, weights: _Weights = None, progress: bool = True,
                      num_classes: int = 1000, **kwargs: Any) -> XFixupResNet:
+    """Build an X- Fixup-ResNet-101 without biases (homogeneous of degree 1).
+
+    Parameters
+    ----------
+    weights : str or PathLike, optional
+        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
+        keys possibly prefixed ``module.``) or a plain state dict, loaded with
+        :func:`~captum_xgrad.models.load_official_checkpoint`. Nothing is downloaded.
+    progress : bool, default True
+        Accepted for torchvision compatibility; unused (there is no download).
+    num_classes : int, default 1000
+        Number of outputs.
+    **kwargs
+        Passed to :class:`XFixupResNet` (``in_channels``, ``zero_init``).
+
+    Returns
+    -------
+    XFixupResNet
+
+    Raises
+    ------
+    TypeError, ValueError, FileNotFoundError
+        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_xgrad.models import xfixup_resnet101
+    >>> with torch.device("meta"):
+    ...     model = xfixup_resnet101()
+    >>> sum(p.numel() for p in model.parameters())
+    44442816
+    """
     return _build(101, True, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
 
 
 def xfixup_resnet152(*, weights: _Weights = None, progress: bool = True,
                      num_classes: int = 1000, **kwargs: Any) -> XFixupResNet:
+    """Build an X- Fixup-ResNet-152 without biases (homogeneous of degree 1).
+
+    Parameters
+    ----------
+    weights : str or PathLike, optional
+        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
+        keys possibly prefixed ``module.``) or a plain state dict, loaded with
+        :func:`~captum_xgrad.models.load_official_checkpoint`. Nothing is downloaded.
+    progress : bool, default True
+        Accepted for torchvision compatibility; unused (there is no download).
+    num_classes : int, default 1000
+        Number of outputs.
+    **kwargs
+        Passed to :class:`XFixupResNet` (``in_channels``, ``zero_init``).
+
+    Returns
+    -------
+    XFixupResNet
+
+    Raises
+    ------
+    TypeError, ValueError, FileNotFoundError
+        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_xgrad.models import xfixup_resnet152
+    >>> with torch.device("meta"):
+    ...     model = xfixup_resnet152()
+    >>> sum(p.numel() for p in model.parameters())
+    60040384
+    """
     return _build(152, True, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
 
 
 def fixup_resnet18(*, weights: _Weights = None, progress: bool = True,
                    num_classes: int = 1000, **kwargs: Any) -> FixupResNet:
+    """Build a Fixup-ResNet-18 with Fixup's biases (not homogeneous).
+
+    Parameters
+    ----------
+    weights : str or PathLike, optional
+        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
+        keys possibly prefixed ``module.``) or a plain state dict, loaded with
+        :func:`~captum_xgrad.models.load_official_checkpoint`. Nothing is downloaded.
+    progress : bool, default True
+        Accepted for torchvision compatibility; unused (there is no download).
+    num_classes : int, default 1000
+        Number of outputs.
+    **kwargs
+        Passed to :class:`FixupResNet` (``in_channels``, ``zero_init``).
+
+    Returns
+    -------
+    FixupResNet
+
+    Raises
+    ------
+    TypeError, ValueError, FileNotFoundError
+        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_xgrad.models import fixup_resnet18
+    >>> with torch.device("meta"):
+    ...     model = fixup_resnet18()
+    >>> sum(p.numel() for p in model.parameters())
+    11679954
+    """
     return _build(18, False, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
 
 
 def fixup_resnet34(*, weights: _Weights = None, progress: bool = True,
                    num_classes: int = 1000, **kwargs: Any) -> FixupResNet:
+    """Build a Fixup-ResNet-34 with Fixup's biases (not homogeneous).
+
+    Parameters
+    ----------
+    weights : str or PathLike, optional
+        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
+        keys possibly prefixed ``module.``) or a plain state dict, loaded with
+        :func:`~captum_xgrad.models.load_official_checkpoint`. Nothing is downloaded.
+    progress : bool, default True
+        Accepted for torchvision compatibility; unused (there is no download).
+    num_classes : int, default 1000
+        Number of outputs.
+    **kwargs
+        Passed to :class:`FixupResNet` (``in_channels``, ``zero_init``).
+
+    Returns
+    -------
+    FixupResNet
+
+    Raises
+    ------
+    TypeError, ValueError, FileNotFoundError
+        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_xgrad.models import fixup_resnet34
+    >>> with torch.device("meta"):
+    ...     model = fixup_resnet34()
+    >>> sum(p.numel() for p in model.parameters())
+    21780730
+    """
     return _build(34, False, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
 
 
 def fixup_resnet50(*, weights: _Weights = None, progress: bool = True,
                    num_classes: int = 1000, **kwargs: Any) -> FixupResNet:
+    """Build a Fixup-ResNet-50 with Fixup's biases (not homogeneous).
+
+    Parameters
+    ----------
+    weights : str or PathLike, optional
+        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
+        keys possibly prefixed ``module.``) or a plain state dict, loaded with
+        :func:`~captum_xgrad.models.load_official_checkpoint`. Nothing is downloaded.
+    progress : bool, default True
+        Accepted for torchvision compatibility; unused (there is no download).
+    num_classes : int, default 1000
+        Number of outputs.
+    **kwargs
+        Passed to :class:`FixupResNet` (``in_channels``, ``zero_init``).
+
+    Returns
+    -------
+    FixupResNet
+
+    Raises
+    ------
+    TypeError, ValueError, FileNotFoundError
+        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_xgrad.models import fixup_resnet50
+    >>> with torch.device("meta"):
+    ...     model = fixup_resnet50()
+    >>> sum(p.numel() for p in model.parameters())
+    25504026
+    """
     return _build(50, False, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
 
 
 def fixup_resnet101(*, weights: _Weights = None, progress: bool = True,
                     num_classes: int = 1000, **kwargs: Any) -> FixupResNet:
+    """Build a Fixup-ResNet-101 with Fixup's biases (not homogeneous).
+
+    Parameters
+    ----------
+    weights : str or PathLike, optional
+        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
+        keys possibly prefixed ``module.``) or a plain state dict, loaded with
+        :func:`~captum_xgrad.models.load_official_checkpoint`. Nothing is downloaded.
+    progress : bool, default True
+        Accepted for torchvision compatibility; unused (there is no download).
+    num_classes : int, default 1000
+        Number of outputs.
+    **kwargs
+        Passed to :class:`FixupResNet` (``in_channels``, ``zero_init``).
+
+    Returns
+    -------
+    FixupResNet
+
+    Raises
+    ------
+    TypeError, ValueError, FileNotFoundError
+        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_xgrad.models import fixup_resnet101
+    >>> with torch.device("meta"):
+    ...     model = fixup_resnet101()
+    >>> sum(p.numel() for p in model.parameters())
+    44444049
+    """
     return _build(101, False, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
 
 
 def fixup_resnet152(*, weights: _Weights = None, progress: bool = True,
                     num_classes: int = 1000, **kwargs: Any) -> FixupResNet:
+    """Build a Fixup-ResNet-152 with Fixup's biases (not homogeneous).
+
+    Parameters
+    ----------
+    weights : str or PathLike, optional
+        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
+        keys possibly prefixed ``module.``) or a plain state dict, loaded with
+        :func:`~captum_xgrad.models.load_official_checkpoint`. Nothing is downloaded.
+    progress : bool, default True
+        Accepted for torchvision compatibility; unused (there is no download).
+    num_classes : int, default 1000
+        Number of outputs.
+    **kwargs
+        Passed to :class:`FixupResNet` (``in_channels``, ``zero_init``).
+
+    Returns
+    -------
+    FixupResNet
+
+    Raises
+    ------
+    TypeError, ValueError, FileNotFoundError
+        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_xgrad.models import fixup_resnet152
+    >>> with torch.device("meta"):
+    ...     model = fixup_resnet152()
+    >>> sum(p.numel() for p in model.parameters())
+    60041736
+    """
     return _build(152, False, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
-
-
-_PARAMS = {  # parameter counts at 1000 classes (the docstring examples check them)
-    ("x", 18): 11678912, ("x", 34): 21779648, ("x", 50): 25502912, ("x", 101): 44442816,
-    ("x", 152): 60040384, ("", 18): 11679954, ("", 34): 21780730, ("", 50): 25504026,
-    ("", 101): 44444049, ("", 152): 60041736,
-}
-
-for _depth in _LAYOUTS:
-    for _x, _fn, _cls in (
-        ("x", globals()[f"xfixup_resnet{_depth}"], "XFixupResNet"),
-        ("", globals()[f"fixup_resnet{_depth}"], "FixupResNet"),
-    ):
-        _fn.__doc__ = _DOC.format(
-            x="n X-" if _x else "",
-            depth=_depth,
-            what=" without biases (homogeneous of degree 1)" if _x else " with Fixup's biases (not homogeneous)",
-            cls=_cls,
-            name=_fn.__name__,
-            params=_PARAMS[(_x, _depth)],
-        )
-del _depth, _x, _fn, _cls

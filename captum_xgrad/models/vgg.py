@@ -155,12 +155,15 @@ def _xvgg(
     return model
 
 
-_DOC = """Build an X-VGG-{depth} (VGG configuration "{cfg}" without biases).
+
+def xvgg11(*, weights: Optional[Union[str, "os.PathLike[str]"]] = None, progress: bool = True,
+           num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> XVGG:
+    """Build an X-VGG-11 (VGG configuration "A" without biases).
 
     Parameters
     ----------
     weights : str or PathLike, optional
-        Path to a checkpoint in the official format (``{{'state_dict', 'arch', ...}}``,
+        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
         e.g. ``xvgg16_model_best.pth.tar``) or a plain state dict of this model, loaded
         with :func:`~captum_xgrad.models.load_official_checkpoint`. For a torchvision
         VGG state dict (with biases) use
@@ -186,35 +189,137 @@ _DOC = """Build an X-VGG-{depth} (VGG configuration "{cfg}" without biases).
     Examples
     --------
     >>> import torch
-    >>> from captum_xgrad.models import xvgg{depth}
+    >>> from captum_xgrad.models import xvgg11
     >>> with torch.device("meta"):
-    ...     model = xvgg{depth}()
+    ...     model = xvgg11()
     >>> sum(p.numel() for p in model.parameters())
-    {params}
+    132851392
     """
-
-
-def xvgg11(*, weights: Optional[Union[str, "os.PathLike[str]"]] = None, progress: bool = True,
-           num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> XVGG:
     return _xvgg("xvgg11", weights, num_classes, in_channels, **kwargs)
 
 
 def xvgg13(*, weights: Optional[Union[str, "os.PathLike[str]"]] = None, progress: bool = True,
            num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> XVGG:
+    """Build an X-VGG-13 (VGG configuration "B" without biases).
+
+    Parameters
+    ----------
+    weights : str or PathLike, optional
+        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
+        e.g. ``xvgg16_model_best.pth.tar``) or a plain state dict of this model, loaded
+        with :func:`~captum_xgrad.models.load_official_checkpoint`. For a torchvision
+        VGG state dict (with biases) use
+        :func:`~captum_xgrad.models.xvgg_from_torchvision`. Nothing is downloaded.
+    progress : bool, default True
+        Accepted for torchvision compatibility; unused (there is no download).
+    num_classes : int, default 1000
+        Number of outputs.
+    in_channels : int, default 3
+        Channels of the input image.
+    **kwargs
+        Passed to :class:`XVGG` (``init_weights``, ``dropout``).
+
+    Returns
+    -------
+    XVGG
+
+    Raises
+    ------
+    TypeError, ValueError, FileNotFoundError
+        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_xgrad.models import xvgg13
+    >>> with torch.device("meta"):
+    ...     model = xvgg13()
+    >>> sum(p.numel() for p in model.parameters())
+    133035712
+    """
     return _xvgg("xvgg13", weights, num_classes, in_channels, **kwargs)
 
 
 def xvgg16(*, weights: Optional[Union[str, "os.PathLike[str]"]] = None, progress: bool = True,
            num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> XVGG:
+    """Build an X-VGG-16 (VGG configuration "D" without biases).
+
+    Parameters
+    ----------
+    weights : str or PathLike, optional
+        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
+        e.g. ``xvgg16_model_best.pth.tar``) or a plain state dict of this model, loaded
+        with :func:`~captum_xgrad.models.load_official_checkpoint`. For a torchvision
+        VGG state dict (with biases) use
+        :func:`~captum_xgrad.models.xvgg_from_torchvision`. Nothing is downloaded.
+    progress : bool, default True
+        Accepted for torchvision compatibility; unused (there is no download).
+    num_classes : int, default 1000
+        Number of outputs.
+    in_channels : int, default 3
+        Channels of the input image.
+    **kwargs
+        Passed to :class:`XVGG` (``init_weights``, ``dropout``).
+
+    Returns
+    -------
+    XVGG
+
+    Raises
+    ------
+    TypeError, ValueError, FileNotFoundError
+        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_xgrad.models import xvgg16
+    >>> with torch.device("meta"):
+    ...     model = xvgg16()
+    >>> sum(p.numel() for p in model.parameters())
+    138344128
+    """
     return _xvgg("xvgg16", weights, num_classes, in_channels, **kwargs)
 
 
 def xvgg19(*, weights: Optional[Union[str, "os.PathLike[str]"]] = None, progress: bool = True,
            num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> XVGG:
+    """Build an X-VGG-19 (VGG configuration "E" without biases).
+
+    Parameters
+    ----------
+    weights : str or PathLike, optional
+        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
+        e.g. ``xvgg16_model_best.pth.tar``) or a plain state dict of this model, loaded
+        with :func:`~captum_xgrad.models.load_official_checkpoint`. For a torchvision
+        VGG state dict (with biases) use
+        :func:`~captum_xgrad.models.xvgg_from_torchvision`. Nothing is downloaded.
+    progress : bool, default True
+        Accepted for torchvision compatibility; unused (there is no download).
+    num_classes : int, default 1000
+        Number of outputs.
+    in_channels : int, default 3
+        Channels of the input image.
+    **kwargs
+        Passed to :class:`XVGG` (``init_weights``, ``dropout``).
+
+    Returns
+    -------
+    XVGG
+
+    Raises
+    ------
+    TypeError, ValueError, FileNotFoundError
+        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_xgrad.models import xvgg19
+    >>> with torch.device("meta"):
+    ...     model = xvgg19()
+    >>> sum(p.numel() for p in model.parameters())
+    143652544
+    """
     return _xvgg("xvgg19", weights, num_classes, in_channels, **kwargs)
 
-
-xvgg11.__doc__ = _DOC.format(depth=11, cfg="A", params=132851392)
-xvgg13.__doc__ = _DOC.format(depth=13, cfg="B", params=133035712)
-xvgg16.__doc__ = _DOC.format(depth=16, cfg="D", params=138344128)
-xvgg19.__doc__ = _DOC.format(depth=19, cfg="E", params=143652544)
