@@ -33,7 +33,7 @@ from captum._utils.typing import (
     TargetType,
     TensorOrTupleOfTensorsGeneric,
 )
-from captum.attr._utils.approximation_methods import SUPPORTED_METHODS
+from captum.attr._utils.approximation_methods import SUPPORTED_METHODS, approximation_parameters
 from captum.attr._utils.attribution import GradientAttribution, LayerAttribution
 from captum.attr._utils.batching import _tuple_splice_range
 from captum.attr._utils.common import _format_input_baseline
@@ -62,6 +62,7 @@ __all__ = [
     "LayerAttribution",
     "ModuleOrModuleList",
     "SUPPORTED_METHODS",
+    "approximation_parameters",
     "TargetType",
     "TensorOrTupleOfTensorsGeneric",
     "_expand_additional_forward_args",

@@ -281,8 +281,9 @@ def _check(model: nn.Module, x: torch.Tensor) -> Any:
 
     try:
         return check_homogeneity(model, x)
-    except (ValueError, TypeError) as exc:
+    except Exception as exc:  # the model failed on these inputs: not a usage error
         raise ModelError(
+            f"the model raised {type(exc).__name__} on inputs of shape {tuple(x.shape)}: "
             f"{exc}\n(set the shape of one example with --input-shape, e.g. "
             "--input-shape 3,32,32)"
         ) from exc

@@ -26,9 +26,10 @@ from typing import Any, Callable, Hashable, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from ._utils import model_of
 from .errors import NonHomogeneousError, NonHomogeneousWarning
 
-__all__ = ["HomogeneityGuard", "model_of", "warn"]
+__all__ = ["HomogeneityGuard", "warn"]
 
 _PACKAGE_DIRS = tuple(
     os.path.dirname(os.path.abspath(m.__file__))
@@ -72,32 +73,15 @@ def warn(message: str, category: type = NonHomogeneousWarning) -> None:
     warnings.warn(message, category, stacklevel=level + 1)
 
 
-def model_of(forward_func: Callable[..., Any]) -> Optional[nn.Module]:
-    """The ``nn.Module`` behind ``forward_func`` (itself, or the owner of a bound method).
-
-    Parameters
-    ----------
-    forward_func : callable
-        A model, a bound method of one, or any function.
-
-    Returns
-    -------
-    nn.Module or None
-        The module, or ``None`` for other callables (a lambda, a partial).
-    """
-    if isinstance(forward_func, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        return forward_func.module
-    if isinstance(forward_func, nn.Module):
-        return forward_func
-    owner = getattr(forward_func, "__self__", None)
-    return owner if isinstance(owner, nn.Module) else None
-
-
-def _state_key(model: Optional[nn.Module]) -> Hashable:
+def _state_key(model: Optional[nn.Module], track_parameters: bool = True) -> Hashable:
     if model is None:
         return None
+    flags = tuple(m.training for m in model.modules())
+    if not track_parameters:
+        return (id(model), flags)
     return (
-        tuple(m.training for m in model.modules()),
+        id(model),
+        flags,
         tuple((id(t), t._version) for t in model.parameters()),
         tuple((id(t), t._version) for t in model.buffers()),
     )
@@ -138,11 +122,21 @@ class HomogeneityGuard:
         The name used in messages (``"XGradient"``).
     cache_size : int, default 8
         How many verdicts to keep.
+    silence : str, optional
+        How the user turns the check off, quoted in warnings
+        (default ``"<who>(model, check='off')"``).
+    track_parameters : bool, default True
+        Re-verify when a parameter or buffer changes (an optimizer step). The training
+        helpers pass ``False``: they verify once per model and train/eval state, since
+        their parameters change at every step.
     """
 
-    def __init__(self, check: str, who: str, cache_size: int = 8) -> None:
+    def __init__(self, check: str, who: str, cache_size: int = 8, silence: Optional[str] = None,
+                 track_parameters: bool = True) -> None:
         self.check = check
         self.who = who
+        self.silence = silence or f"{who}(model, check='off')"
+        self.track_parameters = track_parameters
         self._cache: "collections.OrderedDict[Hashable, Any]" = collections.OrderedDict()
         self._cache_size = cache_size
         self._warned: set = set()
@@ -184,7 +178,7 @@ class HomogeneityGuard:
         if model is not None and getattr(forward_func, "__self__", None) is None:
             forward_func = model
         args = tuple(additional_forward_args) if additional_forward_args is not None else ()
-        key = ("cert", _state_key(model), len(inputs),
+        key = ("cert", _state_key(model, self.track_parameters), len(inputs),
                tuple((type(a).__name__, tuple(a.shape) if isinstance(a, Tensor) else repr(a)[:50]) for a in args),
                _baseline_key(baselines))
         return self._cached(key, lambda: certify_homogeneity(
@@ -253,9 +247,9 @@ class HomogeneityGuard:
             self._report(
                 f"{self.who}: {cert.model} is not nonnegatively homogeneous (proved from "
                 f"its graph), so its X-Gradient differs from Integrated Gradients:\n"
-                f"{findings}\n{_describe_centre(cert)} Convert it with "
-                "captum_xgrad.make_x_dnn(model) (and fine-tune), or silence this with "
-                f"{self.who}(model, check='off').",
+                f"{findings}\n{_describe_centre(cert)} Use a bias-free model "
+                "(captum_xgrad.make_x_dnn(model), then fine-tune), or silence this with "
+                f"{self.silence}.",
                 key=("cert", id(cert)),
                 cert=cert,
             )
@@ -267,9 +261,11 @@ class HomogeneityGuard:
     def _report(self, message: str, key: Hashable, cert: Any = None) -> None:
         if self.check == "raise":
             raise NonHomogeneousError(message)
-        if key in self._warned:
+        if message in self._warned:  # the same verdict is said once
             return
-        self._warned.add(key)
+        if len(self._warned) > 64:
+            self._warned.clear()
+        self._warned.add(message)
         warn(message)
 
     def _fallback(self, forward_func: Callable[..., Any], inputs: Tuple[Tensor, ...],
@@ -279,7 +275,7 @@ class HomogeneityGuard:
         from .homogeneity.static import static_findings
 
         model = model_of(forward_func)
-        key = ("empirical", _state_key(model),
+        key = ("empirical", _state_key(model, self.track_parameters),
                tuple((tuple(x.shape), x.dtype, x.device) for x in inputs),
                _baseline_key(baselines))
 
@@ -323,7 +319,7 @@ class HomogeneityGuard:
             text += "Modules that break homogeneity:\n" + "\n".join(f"  - {s}" for s in static) + "\n"
         text += (
             "X-Gradient may differ from Integrated Gradients. Convert the model with "
-            f"captum_xgrad.make_x_dnn(model), or silence this with {self.who}(model, check='off')."
+            f"captum_xgrad.make_x_dnn(model), or silence this with {self.silence}."
         )
         self._report(text, key=("fallback", id(report)))
 
@@ -372,7 +368,7 @@ class HomogeneityGuard:
             if model is None:
                 cert = None
             else:
-                key = ("layer", _state_key(model), id(layer), attribute_to_layer_input, len(inputs))
+                key = ("layer", _state_key(model, self.track_parameters), id(layer), attribute_to_layer_input, len(inputs))
                 cert = self._cached(key, lambda: certify_layer(
                     model, layer, inputs if len(inputs) > 1 else inputs[0],
                     attribute_to_layer_input=attribute_to_layer_input,

@@ -8,6 +8,7 @@ and the single forward/backward pass both attribution classes are built on.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 import numbers
@@ -16,6 +17,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Uni
 
 import torch
 from torch import Tensor, nn
+
 
 from ._captum_compat import (
     SUPPORTED_METHODS,
@@ -159,10 +161,32 @@ def validate_ig_arguments(
         )
 
 
-def validate_degree(degree: Any, allow_auto: bool = True) -> Degree:
-    """Return ``degree`` if it is a positive finite number (or ``"auto"``)."""
+def validate_degree(degree: Any, allow_auto: bool = True, allow_none: bool = False) -> Any:
+    """Return ``degree`` if it is a positive finite number (or ``"auto"``, or ``None``).
+
+    The one validator of the homogeneity degree, for XGradient, LayerXGradient,
+    check_homogeneity and the training methods.
+    """
     if allow_auto and isinstance(degree, str) and degree == "auto":
         return degree
+    if allow_none and degree is None:
+        return None
+    if (
+        isinstance(degree, bool)
+        or not isinstance(degree, numbers.Real)
+        or not math.isfinite(float(degree))
+        or degree <= 0
+    ):
+        options = ["None (estimate it)"] if allow_none else []
+        options.append("a positive number")
+        if allow_auto:
+            options.append('"auto"')
+        allowed = " or ".join(options)
+        raise ValueError(
+            f"degree must be {allowed}, got {degree!r}. It is the k in f(a*x) = a**k f(x) "
+            "(1 for bias-free ReLU networks, 2 for a product of two such branches)."
+        )
+    return degree
     if (
         isinstance(degree, bool)
         or not isinstance(degree, numbers.Real)
@@ -317,46 +341,108 @@ def chunks(
 
 
 # ----------------------------------------------------------------- model state guard
-def _modules_of(forward_func: Callable[..., Any]) -> List[nn.Module]:
+def modules_of(forward_func: Callable[..., Any]) -> List[nn.Module]:
+    """Every ``nn.Module`` behind ``forward_func``.
+
+    The model itself, the owner of a bound method, the modules a
+    :func:`functools.partial` holds, or those a lambda or closure captures: so that the
+    state guard covers ``lambda x: model(x)[:, 0]`` as well as ``model``.
+    """
+    found: List[nn.Module] = []
+
+    def visit(obj: Any, depth: int) -> None:
+        if depth > 3 or obj is None:
+            return
+        if isinstance(obj, nn.Module):
+            if not any(obj is f for f in found):
+                found.append(obj)
+            return
+        owner = getattr(obj, "__self__", None)
+        if isinstance(owner, nn.Module):
+            visit(owner, depth + 1)
+            return
+        if isinstance(obj, functools.partial):
+            visit(obj.func, depth + 1)
+            for a in list(obj.args) + list(obj.keywords.values()):
+                visit(a, depth + 1)
+            return
+        for cell in getattr(obj, "__closure__", None) or ():
+            try:
+                visit(cell.cell_contents, depth + 1)
+            except ValueError:  # an empty cell
+                continue
+
+    visit(forward_func, 0)
+    return found
+
+
+def model_of(forward_func: Callable[..., Any]) -> Optional[nn.Module]:
+    """The one ``nn.Module`` that *is* ``forward_func`` (to trace it), else ``None``.
+
+    The model itself (a ``DataParallel`` is unwrapped) or the owner of its bound
+    ``forward``; a lambda or partial around a model is not the model.
+    """
+    if isinstance(forward_func, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        return forward_func.module
     if isinstance(forward_func, nn.Module):
-        return [forward_func]
+        return forward_func
     owner = getattr(forward_func, "__self__", None)
-    if isinstance(owner, nn.Module):
-        return [owner]
-    return []
+    if isinstance(owner, nn.Module) and getattr(forward_func, "__name__", "") in ("forward", "__call__"):
+        return owner
+    return None
+
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
 @contextlib.contextmanager
 def preserve_model_state(forward_func: Callable[..., Any]) -> Iterator[None]:
-    """Leave the model as it was: train/eval flags and normalisation running stats.
+    """Leave every model behind ``forward_func`` as it was, also when the body raises.
 
-    Gradients are taken with :func:`torch.autograd.grad`, which never writes ``.grad``;
-    no hooks are added to the model by XGradient. The one state a forward pass itself
-    can change is the running statistics of normalisation layers in training mode;
-    those are restored (only when they changed, so that nothing else is touched).
+    One contract for every entry point: the train/eval flag of every module, every
+    buffer (running statistics, counters, caches: restored only where the forward pass
+    changed one, detected by its version counter), the hooks (any added inside the
+    block are removed) and the parameters' ``requires_grad``. Gradients are taken with
+    :func:`torch.autograd.grad`, which never writes ``.grad``.
     """
-    flags: List[Tuple[nn.Module, bool]] = []
-    saved: List[Tuple[Tensor, Tensor]] = []
-    for root in _modules_of(forward_func):
+    modules: List[nn.Module] = []
+    for root in modules_of(forward_func):
         for m in root.modules():
-            flags.append((m, m.training))
-            if (
-                m.training
-                and isinstance(m, nn.modules.batchnorm._NormBase)
-                and m.track_running_stats
-            ):
-                for buf in m.buffers(recurse=False):
-                    saved.append((buf, buf.detach().clone()))
+            if not any(m is k for k in modules):
+                modules.append(m)
+    flags = [(m, m.training) for m in modules]
+    hooks = [(m, name, set(getattr(m, name, {}).keys())) for m in modules for name in _HOOK_DICTS]
+    buffers = [
+        (m, name, buf, buf._version, buf.detach().clone())
+        for m in modules
+        for name, buf in m.named_buffers(recurse=False)
+        if buf is not None
+    ]
+    grads = [(p, p.requires_grad) for m in modules for p in m.parameters(recurse=False)]
     try:
         yield
     finally:
         for m, flag in flags:
             if m.training != flag:
                 m.train(flag)
+        for m, name, keys in hooks:
+            current = getattr(m, name, None)
+            if current is not None:
+                for key in [k for k in current if k not in keys]:
+                    del current[key]
         with torch.no_grad():
-            for buf, value in saved:
-                if not torch.equal(buf, value):
-                    buf.copy_(value)
+            for m, name, buf, version, value in buffers:
+                now = m._buffers.get(name)
+                if now is not buf:  # the buffer was replaced: put the original back
+                    m._buffers[name] = buf
+                if buf._version != version or now is not buf:
+                    if buf.shape == value.shape:
+                        buf.copy_(value)
+                    else:
+                        buf.data = value
+        for p, flag in grads:
+            if p.requires_grad != flag:
+                p.requires_grad_(flag)
 
 
 # ------------------------------------------------------------------ forward/backward

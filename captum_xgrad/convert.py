@@ -38,24 +38,15 @@ from torch import Tensor, nn
 
 from .errors import NonHomogeneousError
 from ._guard import warn
+from ._types import BATCH_NORM, BIASED, CONV, CONV_TRANSPOSE, RELU_REPLACEABLE
 from .homogeneity.static import module_reasons
 
 __all__ = ["ChannelScale", "ConversionReport", "make_x_dnn"]
 
 _log = logging.getLogger(__name__)
 
-_BIASED = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)
-_RELU_LIKE = (
-    nn.ReLU6,
-    nn.GELU,
-    nn.SiLU,
-    nn.ELU,
-    nn.CELU,
-    nn.SELU,
-    nn.Softplus,
-    nn.Mish,
-    nn.Hardswish,
-)
+_BIASED = BIASED
+_RELU_LIKE = RELU_REPLACEABLE
 
 
 class ChannelScale(nn.Module):
@@ -180,7 +171,7 @@ def _set(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(_get(root, parent_name), child, new)
 
 
-def _bn_scale(bn: nn.modules.batchnorm._BatchNorm) -> Tensor:
+def _bn_scale(bn: nn.Module) -> Tensor:
     var = bn.running_var.detach()
     scale = torch.rsqrt(var.double() + bn.eps)
     if bn.affine and bn.weight is not None:
@@ -192,9 +183,9 @@ def _can_fold(layer: nn.Module, bn: nn.Module) -> bool:
     channels = bn.num_features  # type: ignore[attr-defined]
     if isinstance(layer, nn.Linear):
         return layer.out_features == channels and isinstance(bn, nn.BatchNorm1d)
-    if isinstance(layer, nn.modules.conv._ConvTransposeNd):
+    if isinstance(layer, CONV_TRANSPOSE):
         return layer.groups == 1 and layer.out_channels == channels
-    if isinstance(layer, nn.modules.conv._ConvNd):
+    if isinstance(layer, CONV):
         return layer.out_channels == channels
     return False
 
@@ -202,7 +193,7 @@ def _can_fold(layer: nn.Module, bn: nn.Module) -> bool:
 def _fold(layer: nn.Module, scale: Tensor) -> None:
     weight = layer.weight  # type: ignore[union-attr]
     with torch.no_grad():
-        if isinstance(layer, nn.modules.conv._ConvTransposeNd):
+        if isinstance(layer, CONV_TRANSPOSE):
             shape = [1, -1] + [1] * (weight.dim() - 2)
         else:
             shape = [-1] + [1] * (weight.dim() - 1)
@@ -251,7 +242,7 @@ def _sequential_pairs(model: nn.Module) -> List[Tuple[str, str]]:
 
 
 def _is_batchnorm(m: nn.Module) -> bool:
-    return isinstance(m, nn.modules.batchnorm._BatchNorm)
+    return isinstance(m, BATCH_NORM)
 
 
 @overload

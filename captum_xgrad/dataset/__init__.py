@@ -10,4 +10,4 @@ for the batching and sharding.
 from .loop import TargetSpec, attribute_dataset
 from .store import AttributionStore, model_fingerprint
 
-__all__ = ["AttributionStore", "attribute_dataset", "model_fingerprint"]
+__all__ = ["AttributionStore", "TargetSpec", "attribute_dataset", "model_fingerprint"]

@@ -32,7 +32,7 @@ import os
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, Iterable, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 import torch

@@ -55,6 +55,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, fx, nn
 
+from .._utils import model_of
+from .._types import AVG_POOL, BATCH_NORM, CONSTANT_PAD, CONV, DROPOUT, LAYOUT, MAX_POOL, PER_EXAMPLE_NORMS
 from .report import CertificateFinding, DegreeCertificate
 from .static import _activation_reason
 
@@ -271,18 +273,12 @@ _NONHOMOGENEOUS_HINT = {
 }
 
 _INPLACE_OPERATORS = (operator.iadd, operator.isub, operator.imul, operator.itruediv)
-_CONV_LIKE = (nn.Linear, nn.modules.conv._ConvNd)
-_AVG_POOL = (nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd)
-_MAX_POOL = (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd, nn.modules.pooling._LPPoolNd)
-_LAYOUT_MODULES = (
-    nn.Flatten, nn.Unflatten, nn.Identity, nn.Upsample, nn.PixelShuffle, nn.PixelUnshuffle,
-    nn.ChannelShuffle, nn.modules.padding._ReflectionPadNd, nn.modules.padding._ReplicationPadNd,
-    nn.modules.padding._CircularPadNd, nn.Fold, nn.Unfold,
-)
-_DROPOUT = (nn.modules.dropout._DropoutNd, nn.AlphaDropout, nn.FeatureAlphaDropout)
-_NORMS = (nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm, nn.LocalResponseNorm) + (
-    (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
-)
+_CONV_LIKE = (nn.Linear,) + CONV
+_AVG_POOL = AVG_POOL
+_MAX_POOL = MAX_POOL
+_LAYOUT_MODULES = LAYOUT
+_DROPOUT = DROPOUT
+_NORMS = PER_EXAMPLE_NORMS
 
 
 def _op_name(node: fx.Node) -> str:
@@ -334,6 +330,16 @@ class _Interpreter:
         if not reason:
             reason = "a non-zero constant offset reaches this nonlinearity"
         return AV("bad", findings=(self.finding(node, reason),))
+
+    def bad_with_offsets(self, node: fx.Node, reason: str, avs: Sequence[Any]) -> AV:
+        """``bad`` at ``node``, listing first where a non-zero offset of its input came from."""
+        own = self.bad(node, reason)
+        origins = []
+        for a in avs:
+            if isinstance(a, AV) and a.kind == "hom" and a.offset is not ZERO and a.origin is not None:
+                if a.origin.node is not None and a.origin not in origins:
+                    origins.append(a.origin)
+        return AV("bad", findings=tuple(origins) + own.findings) if origins else own
 
     def unknown(self, node: fx.Node, reason: str) -> AV:
         return AV("unknown", findings=(self.finding(node, reason),))
@@ -487,7 +493,7 @@ class _Interpreter:
             if m.training and getattr(m, "p", 0) > 0:
                 return self.bad(node, f"{type(m).__name__} in training mode is random; call model.eval()")
             return x
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        if isinstance(m, BATCH_NORM):
             if m.training or not m.track_running_stats or m.running_mean is None:
                 return self.bad(
                     node,
@@ -511,7 +517,7 @@ class _Interpreter:
                 if bias is None or _is_zero(bias):
                     return _hom(x.degree)
                 b = bias.detach().clone()
-                if isinstance(m, nn.modules.conv._ConvNd):
+                if isinstance(m, CONV):
                     b = b.reshape(1, -1, *([1] * (len(m.kernel_size))))
                 return _hom(x.degree, b, self.finding(node, f"{type(m).__name__} has a bias (y = W x + b) that is not zero; remove it with captum_xgrad.make_x_dnn", module=name))
             off, origin = self.offset_apply(x, lambda c: m.forward(c.to(m.weight.dtype)))
@@ -537,7 +543,7 @@ class _Interpreter:
         if isinstance(m, _AVG_POOL + _LAYOUT_MODULES) or getattr(m, "xgrad_rule", None) == "linear":
             off, origin = self.offset_apply(x, m.forward)
             return _hom(x.degree, off, origin)
-        if isinstance(m, nn.modules.padding._ConstantPadNd):
+        if isinstance(m, CONSTANT_PAD):
             if m.value != 0:
                 return self.bad(node, f"{type(m).__name__} pads with the non-zero constant {m.value}")
             off, origin = self.offset_apply(x, m.forward)
@@ -548,7 +554,7 @@ class _Interpreter:
             return _hom(0.0)
         why = _activation_reason(m)
         if why is not None:
-            return self.bad(node, why)
+            return self.bad_with_offsets(node, why, args)
         return self.unknown(node, f"no rule for the module type {type(m).__name__}")
 
     def affine(self, node: fx.Node, x: AV, scale: Any, shift: Any, reason: str) -> AV:
@@ -627,7 +633,7 @@ class _Interpreter:
             if all(a.scale_invariant for a in avs):
                 return _hom(0.0)
             hint = _NONHOMOGENEOUS_HINT.get(name, f"{name} is not homogeneous")
-            return self.bad(node, f"{hint}; use a ReLU-family function or remove it")
+            return self.bad_with_offsets(node, f"{hint}; use a ReLU-family function or remove it", args)
         if name in ("clamp", "clamp_min", "clamp_max", "threshold", "hardtanh"):
             return self.clamp(node, name, args, kwargs)
         if name in ("max", "min", "maximum", "minimum", "fmax", "fmin"):
@@ -1124,7 +1130,7 @@ def _fetch_attr(gm: nn.Module, target: str) -> Any:
     return obj.detach() if isinstance(obj, Tensor) else obj
 
 
-def _bn_affine(m: nn.modules.batchnorm._BatchNorm) -> Tuple[Tensor, Tensor]:
+def _bn_affine(m: nn.Module) -> Tuple[Tensor, Tensor]:
     rm = m.running_mean.detach().double()
     rv = m.running_var.detach().double()
     w = m.weight.detach().double() if m.affine and m.weight is not None else torch.ones_like(rm)
@@ -1177,15 +1183,6 @@ def _format_args(additional_forward_args: Any) -> Tuple[Any, ...]:
     if isinstance(additional_forward_args, tuple):
         return additional_forward_args
     return (additional_forward_args,)
-
-
-def _model_module(model: Callable[..., Any]) -> Optional[nn.Module]:
-    if isinstance(model, nn.Module):
-        return model
-    owner = getattr(model, "__self__", None)
-    if isinstance(owner, nn.Module) and getattr(model, "__name__", "") == "forward":
-        return owner
-    return None
 
 
 def _baseline_offsets(
@@ -1409,7 +1406,7 @@ def certify_homogeneity(
     inputs = _format(example_inputs)
     extra = _format_args(additional_forward_args)
     offsets, shown = _baseline_offsets(inputs, baselines)
-    root = _model_module(model)
+    root = model_of(model)
     name = type(root).__name__ if root is not None else getattr(model, "__qualname__", type(model).__name__)
     if root is None:
         return DegreeCertificate(
@@ -1526,7 +1523,7 @@ def certify_layer(
     """
     inputs = _format(example_inputs)
     extra = _format_args(additional_forward_args)
-    root = _model_module(model)
+    root = model_of(model)
     if root is None:
         return DegreeCertificate(type(model).__name__, "unknown", None, (CertificateFinding(None, "trace", None, "only an nn.Module can be traced"),), "not traced")
     name = type(root).__name__

@@ -32,13 +32,13 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
 from .._captum_compat import TargetType, _format_additional_forward_args
-from .._utils import preserve_model_state, run_forward, select_output, validate_inputs
+from .._utils import modules_of, preserve_model_state, validate_degree, run_forward, select_output, validate_inputs
 from .degree import fit_degree, round_degree
 from .report import HomogeneityReport, ModuleFinding
 from .static import _qualified
@@ -89,31 +89,6 @@ def _violation(base: Tensor, scaled: Tensor, a: float, k: float) -> Tuple[float,
     return diff, ref
 
 
-@contextlib.contextmanager
-def _restore_buffers(modules: Sequence[nn.Module]) -> Iterator[None]:
-    """Put back every buffer a forward pass changed (running stats, counters, caches)."""
-    saved = [
-        (buf, buf.detach().clone())
-        for root in modules
-        for buf in root.buffers()
-        if isinstance(buf, Tensor)
-    ]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for buf, value in saved:
-                if buf.shape != value.shape or not torch.equal(buf, value):
-                    buf.data = value
-
-
-def _model_modules(forward_func: Callable[..., Any]) -> List[nn.Module]:
-    if isinstance(forward_func, nn.Module):
-        return [forward_func]
-    owner = getattr(forward_func, "__self__", None)
-    return [owner] if isinstance(owner, nn.Module) else []
-
-
 def _model_name(forward_func: Callable[..., Any]) -> str:
     if isinstance(forward_func, nn.Module):
         return type(forward_func).__name__
@@ -122,10 +97,6 @@ def _model_name(forward_func: Callable[..., Any]) -> str:
 
 def _describe_inputs(inputs: Tuple[Tensor, ...]) -> str:
     return ", ".join(str(tuple(x.shape)) for x in inputs)
-
-
-class _ModelRaised(RuntimeError):
-    pass
 
 
 def _forward(
@@ -138,14 +109,15 @@ def _forward(
     """Run the model and return its (selected) output as an ``(N, M)`` float64 tensor."""
     try:
         out = run_forward(forward_func, inputs, args)
-    except Exception as exc:  # re-raised with context below
-        raise ValueError(
-            f"check_homogeneity: the model raised {type(exc).__name__} on {what} of "
-            f"shape {_describe_inputs(inputs)}: {exc}\nCheck that `inputs` has the "
-            "shape and dtype the model expects (batch dimension first, e.g. "
-            "(N, 3, 224, 224) for an image classifier) and that "
-            "`additional_forward_args` are right."
-        ) from exc
+    except Exception as exc:  # the model's own error propagates as itself, with context
+        if hasattr(exc, "add_note"):  # Python >= 3.11
+            exc.add_note(
+                f"check_homogeneity: the model raised this on {what} of shape "
+                f"{_describe_inputs(inputs)}. Check that `inputs` has the shape and dtype "
+                "the model expects (batch dimension first, e.g. (N, 3, 224, 224) for an "
+                "image classifier) and that `additional_forward_args` are right."
+            )
+        raise
     n = inputs[0].shape[0]
     if target is not None:
         selected = select_output(out, target, n)
@@ -252,9 +224,10 @@ def check_homogeneity(
         If ``model`` is not callable, inputs are not floating-point tensors, or the
         model does not return a tensor.
     ValueError
-        If the model raises on ``inputs`` (e.g. a wrong input shape; the original
-        exception is chained), inputs hold NaN/Inf, or ``scales``/``degree``/tolerances
-        are invalid.
+        If inputs hold NaN/Inf, or ``scales``/``degree``/tolerances are invalid.
+    Exception
+        Whatever the model itself raises (e.g. on a wrong input shape) propagates
+        unchanged, with a note saying at which inputs it happened.
 
     Examples
     --------
@@ -282,27 +255,18 @@ def check_homogeneity(
     formatted = inputs if isinstance(inputs, tuple) else (inputs,)
     validate_inputs(formatted)  # type: ignore[arg-type]
     scale_values = _validate_scales(scales)
-    if degree is not None and (
-        isinstance(degree, bool)
-        or not isinstance(degree, numbers.Real)
-        or not math.isfinite(float(degree))
-        or degree <= 0
-    ):
-        raise ValueError(
-            f"degree must be None (estimate it) or a positive number, got {degree!r}."
-        )
+    validate_degree(degree, allow_auto=False, allow_none=True)
     for name, tol in (("rtol", rtol), ("atol", atol)):
         if not isinstance(tol, numbers.Real) or not tol >= 0:
             raise ValueError(f"{name} must be a non-negative number, got {tol!r}.")
     args = _format_additional_forward_args(additional_forward_args)
     formatted = tuple(x.detach() for x in formatted)
-    roots = _model_modules(model)
+    roots = modules_of(model)
     devices = sorted(
         {x.device.index or 0 for x in formatted if x.device.type == "cuda"}
     )
     with contextlib.ExitStack() as stack:
         stack.enter_context(preserve_model_state(model))
-        stack.enter_context(_restore_buffers(roots))
         stack.enter_context(torch.random.fork_rng(devices=devices))
         stack.enter_context(torch.no_grad())
         return _check(
@@ -405,6 +369,7 @@ def _check(
     if recorder is not None and output_scale == 0.0:
         # f = 0 here: the whole-model test is vacuous, so let the modules decide
         offenders = tuple(recorder.blame(scales, rtol, atol))
+        _note_untestable(recorder, notes)
         if offenders:
             ok = False
             notes.append(
@@ -412,6 +377,7 @@ def _check(
             )
     elif recorder is not None and not ok:
         offenders = tuple(recorder.blame(scales, rtol, atol))
+        _note_untestable(recorder, notes)
         if not offenders:
             root = roots[0]
             own = module_reasons(root)
@@ -493,13 +459,24 @@ class _CallRecorder:
 
     def blame(self, scales: Sequence[float], rtol: float, atol: float) -> List[ModuleFinding]:
         failing: Dict[str, ModuleFinding] = {}
-        for name, calls in self.calls.items():
+        self.untestable: List[str] = []
+        # innermost first: a module with a failing submodule is never blamed itself, so it
+        # need not be re-run (this keeps blame cheap on deep models)
+        for name in sorted(self.calls, key=lambda n: -n.count(".")):
+            calls = self.calls[name]
+            prefix = name + "."
+            if any(other.startswith(prefix) for other in failing):
+                continue
             module = self.modules[name]
             worst: Optional[Tuple[float, Optional[float], bool]] = None
+            tested = False
             for args, kwargs in calls:
                 result = _test_module(module, args, kwargs, scales, rtol, atol)
+                tested = tested or result is not None
                 if result is not None and (worst is None or result[0] > worst[0]):
                     worst = result
+            if not tested:
+                self.untestable.append(name)
             if worst is not None and worst[2]:
                 violation, k, _ = worst
                 reasons = module_reasons(module)
@@ -524,6 +501,16 @@ class _CallRecorder:
         order = {name: i for i, name in enumerate(self.modules)}
         result.sort(key=lambda f: order.get(f.name, 0))
         return result
+
+
+def _note_untestable(recorder: "_CallRecorder", notes: List[str]) -> None:
+    names = [n for n in getattr(recorder, "untestable", []) if recorder.modules[n] is not None]
+    if names:
+        shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+        notes.append(
+            f"{len(names)} module(s) could not be re-run on their own and were not tested "
+            f"for blame: {shown}"
+        )
 
 
 def _test_module(

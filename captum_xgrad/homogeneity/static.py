@@ -8,44 +8,18 @@ see code in ``forward``; :func:`~captum_xgrad.certify_homogeneity` can.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import torch
 from torch import Tensor, nn
 
+from .._types import BATCH_NORM, BIASED, DROPOUT, NON_HOMOGENEOUS_ACTIVATIONS, PER_EXAMPLE_NORMS
+
 __all__ = ["module_reasons", "static_findings"]
 
 # ------------------------------------------------------------------ static knowledge
-_CONV_LIKE = (
-    nn.Linear,
-    nn.Bilinear,
-    nn.modules.conv._ConvNd,
-)
-
-_NON_HOMOGENEOUS_ACTIVATIONS: Tuple[type, ...] = (
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.GELU,
-    nn.SiLU,
-    nn.ELU,
-    nn.CELU,
-    nn.SELU,
-    nn.Softplus,
-    nn.Softmax,
-    nn.Softmax2d,
-    nn.LogSoftmax,
-    nn.Softmin,
-    nn.Mish,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-    nn.Hardtanh,  # includes ReLU6 (a Hardtanh subclass)
-    nn.LogSigmoid,
-    nn.Softsign,
-    nn.Tanhshrink,
-    nn.Hardshrink,
-    nn.Softshrink,
-    nn.GLU,
-)
+_CONV_LIKE = BIASED
+_NON_HOMOGENEOUS_ACTIVATIONS = NON_HOMOGENEOUS_ACTIVATIONS
 
 #: name fragments of a custom module's own parameters that usually enter ``forward``
 #: additively (Fixup's ``bias1a``, ViT's ``pos_embedding``/``class_token``).
@@ -111,7 +85,7 @@ def module_reasons(module: nn.Module, *, include_mode: bool = True) -> List[str]
     if isinstance(module, _CONV_LIKE) and getattr(module, "bias", None) is not None:
         zero = _all_zero(module.bias)
         reasons.append("has a bias (y = W x + b)" + (", currently all zero" if zero else ""))
-    elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+    elif isinstance(module, BATCH_NORM):
         uses_batch_stats = module.training or not module.track_running_stats
         if uses_batch_stats and (include_mode or not module.track_running_stats):
             why = "in training mode" if module.track_running_stats else "without running statistics"
@@ -130,8 +104,7 @@ def module_reasons(module: nn.Module, *, include_mode: bool = True) -> List[str]
             )
     elif isinstance(
         module,
-        (nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm, nn.LocalResponseNorm)
-        + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
+        PER_EXAMPLE_NORMS,
     ):
         reasons.append(
             f"{type(module).__name__} divides by per-example statistics, which makes it "
@@ -139,9 +112,7 @@ def module_reasons(module: nn.Module, *, include_mode: bool = True) -> List[str]
         )
         if getattr(module, "bias", None) is not None:
             reasons.append("adds a learnable shift (bias)")
-    elif isinstance(module, nn.modules.dropout._DropoutNd) or isinstance(
-        module, nn.AlphaDropout
-    ):
+    elif isinstance(module, DROPOUT):
         if include_mode and module.training and module.p > 0:
             reasons.append("Dropout in training mode is random; call model.eval()")
     else:
