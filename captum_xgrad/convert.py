@@ -37,8 +37,8 @@ import torch
 from torch import Tensor, nn
 
 from .errors import NonHomogeneousError
-from ._guard import warn
-from ._types import BATCH_NORM, BIASED, CONV, CONV_TRANSPOSE, RELU_REPLACEABLE
+from ._core.guard import warn
+from ._core.types import BATCH_NORM, BIASED, CONV, CONV_TRANSPOSE, RELU_REPLACEABLE
 from .homogeneity.static import module_reasons
 
 __all__ = ["ChannelScale", "ConversionReport", "make_x_dnn"]

@@ -23,7 +23,7 @@ from typing import Any, Callable, List, Literal, Optional, Sequence, Tuple, Unio
 import torch
 from torch import Tensor, nn
 
-from ._captum_compat import (
+from ._core.compat import (
     BaselineType,
     GradientAttribution,
     LayerAttribution,
@@ -38,26 +38,28 @@ from ._captum_compat import (
     _sort_key_list,
     captum_method,
 )
-from ._utils import (
+from ._core.autograd import (
     batched_target_gradients,
-    check_finite_output,
     chunks,
     per_example_sum,
     per_example_target_sum,
-    preserve_model_state,
-    require_differentiable,
     resolve_targets,
     run_forward,
+)
+from ._core.state import preserve_model_state
+from ._core.validate import (
+    baseline_tensors,
+    check_finite_output,
+    require_differentiable,
     select_output,
     validate_degree,
     validate_ig_arguments,
     validate_inputs,
     validate_target_batch_size,
     validate_target_shape,
-    baseline_tensors,
     validate_targets_argument,
 )
-from ._guard import HomogeneityGuard
+from ._core.guard import HomogeneityGuard
 
 __all__ = ["LayerXGradient"]
 

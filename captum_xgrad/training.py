@@ -46,9 +46,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._captum_compat import SUPPORTED_METHODS, approximation_parameters
-from ._guard import HomogeneityGuard
-from ._utils import select_output, validate_degree
+from ._core.compat import SUPPORTED_METHODS, approximation_parameters
+from ._core.guard import HomogeneityGuard
+from ._core.validate import select_output, validate_degree
 
 __all__ = [
     "AttributionMethod",

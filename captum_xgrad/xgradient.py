@@ -25,7 +25,7 @@ from typing import Any, Callable, List, Literal, Optional, Sequence, Tuple, Unio
 import torch
 from torch import Tensor
 
-from ._captum_compat import (
+from ._core.compat import (
     BaselineType,
     GradientAttribution,
     TargetType,
@@ -38,28 +38,30 @@ from ._captum_compat import (
     _is_tuple,
     captum_method,
 )
-from ._utils import (
+from ._core.autograd import (
     batched_target_gradients,
-    check_finite_output,
     chunks,
-    expand_resolved_target,
     gradient_and_output,
     per_example_sum,
     per_example_target_sum,
-    preserve_model_state,
-    require_differentiable,
     resolve_targets,
     run_forward,
+)
+from ._core.state import preserve_model_state
+from ._core.validate import (
+    baseline_tensors,
+    check_finite_output,
+    expand_resolved_target,
+    require_differentiable,
     select_output,
     validate_degree,
     validate_ig_arguments,
     validate_inputs,
     validate_target_batch_size,
     validate_target_shape,
-    baseline_tensors,
     validate_targets_argument,
 )
-from ._guard import HomogeneityGuard
+from ._core.guard import HomogeneityGuard
 from .homogeneity.degree import estimate_degree as _estimate_degree
 
 __all__ = ["XGradient", "CheckMode", "estimate_degree"]

@@ -579,7 +579,7 @@ def test_shared_and_expanded_gradients_are_not_corrupted():
 
 
 def test_all_finite_is_exact():
-    from captum_xgrad._utils import all_finite
+    from captum_xgrad._core.validate import all_finite
 
     big = torch.full((4,), 3e38)  # finite elements whose sum overflows
     assert all_finite(big)

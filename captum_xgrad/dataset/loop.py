@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
 
-from .._utils import preserve_model_state
+from .._core.state import preserve_model_state
 from .._version import __version__
 from . import store as _store
 from .store import AttributionStore, PathLike, model_fingerprint

@@ -55,8 +55,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, fx, nn
 
-from .._utils import model_of
-from .._types import AVG_POOL, BATCH_NORM, CONSTANT_PAD, CONV, DROPOUT, LAYOUT, MAX_POOL, PER_EXAMPLE_NORMS
+from .._core.state import model_of
+from .._core.types import AVG_POOL, BATCH_NORM, CONSTANT_PAD, CONV, DROPOUT, LAYOUT, MAX_POOL, PER_EXAMPLE_NORMS
 from .report import CertificateFinding, DegreeCertificate
 from .static import _activation_reason
 

@@ -37,8 +37,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from .._captum_compat import TargetType, _format_additional_forward_args
-from .._utils import modules_of, preserve_model_state, validate_degree, run_forward, select_output, validate_inputs
+from .._core.compat import TargetType, _format_additional_forward_args
+from .._core.autograd import run_forward
+from .._core.state import modules_of, preserve_model_state
+from .._core.validate import select_output, validate_degree, validate_inputs
 from .degree import fit_degree, round_degree
 from .report import HomogeneityReport, ModuleFinding
 from .static import _qualified

@@ -13,7 +13,7 @@ from typing import List, Optional
 import torch
 from torch import Tensor, nn
 
-from .._types import BATCH_NORM, BIASED, DROPOUT, NON_HOMOGENEOUS_ACTIVATIONS, PER_EXAMPLE_NORMS
+from .._core.types import BATCH_NORM, BIASED, DROPOUT, NON_HOMOGENEOUS_ACTIVATIONS, PER_EXAMPLE_NORMS
 
 __all__ = ["module_reasons", "static_findings"]
 

@@ -19,7 +19,7 @@ from captum_xgrad import AttributionStore, XGradient
 from captum_xgrad._cli_attribute import load_data
 from captum_xgrad.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 MODEL_FILE = textwrap.dedent(
     """

@@ -26,8 +26,8 @@ from typing import Any, Callable, Hashable, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from ._utils import model_of
-from .errors import NonHomogeneousError, NonHomogeneousWarning
+from .state import model_of
+from ..errors import NonHomogeneousError, NonHomogeneousWarning
 
 __all__ = ["HomogeneityGuard", "warn"]
 
@@ -172,7 +172,7 @@ class HomogeneityGuard:
         DegreeCertificate
             The certificate.
         """
-        from .homogeneity.certificate import certify_homogeneity
+        from ..homogeneity.certificate import certify_homogeneity
 
         model = model_of(forward_func)
         if model is not None and getattr(forward_func, "__self__", None) is None:
@@ -271,8 +271,8 @@ class HomogeneityGuard:
     def _fallback(self, forward_func: Callable[..., Any], inputs: Tuple[Tensor, ...],
                   additional_forward_args: Any, target: Any, degree: Any,
                   baselines: Optional[Sequence[Any]], cert: Any) -> None:
-        from .homogeneity.empirical import check_homogeneity
-        from .homogeneity.static import static_findings
+        from ..homogeneity.empirical import check_homogeneity
+        from ..homogeneity.static import static_findings
 
         model = model_of(forward_func)
         key = ("empirical", _state_key(model, self.track_parameters),
@@ -360,7 +360,7 @@ class HomogeneityGuard:
         """
         if self.check == "off":
             return
-        from .homogeneity.certificate import certify_layer
+        from ..homogeneity.certificate import certify_layer
 
         model = model_of(forward_func)
         args = tuple(additional_forward_args) if additional_forward_args is not None else ()

@@ -21,7 +21,7 @@ from benchmarks.harness.cases import BenchConfig, get_model_spec
 from benchmarks.harness.memory import is_out_of_memory, peak_memory
 from benchmarks.harness.timing import Timing, time_callable
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--models", "mlp", "cnn", "--small", "--device", "cpu", "--n-steps", "2", "4",
         "--no-progress"]
 

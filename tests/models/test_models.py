@@ -15,7 +15,7 @@ from captum_xgrad import models
 from captum_xgrad.homogeneity import check_homogeneity, static_findings
 from captum_xgrad.xgradient import XGradient
 
-OFFICIAL = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "official_state_dicts.json"
+OFFICIAL = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "official_state_dicts.json"
 
 
 def _official():
@@ -117,7 +117,7 @@ def test_fixup_zero_init_gives_zero_output():
 def _load_example(name):
     import importlib.util
 
-    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    path = pathlib.Path(__file__).resolve().parents[2] / "examples" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"_example_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
