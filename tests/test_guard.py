@@ -408,3 +408,62 @@ def test_baseline_verdict_is_cached_per_baseline():
     with pytest.raises(ValueError):
         xg.attribute(x, baselines=c.unsqueeze(0) + 1, target=0)
     xg.attribute(x, baselines=c.unsqueeze(0), target=0)
+
+
+@pytest.mark.parametrize("name", __import__("captum_xgrad").models.list_models(homogeneous_only=True))
+def test_every_zoo_model_is_proved_and_the_guard_is_silent(name):
+    from captum_xgrad import models
+
+    model = models.get_model(name, num_classes=10).eval()
+    x = torch.rand(1, 3, 64, 64)
+    cert = certify_homogeneity(model, x)
+    assert cert.proved and cert.degree == 1.0, str(cert)
+    xg = XGradient(model)
+    assert _no_warning(lambda: xg._guard.verify(model, (x,), None, 0, xg.degree)) == 1.0
+
+
+@pytest.mark.parametrize("build,path,to_input", [
+    (lambda: xalexnet(num_classes=10), "features", False),
+    (lambda: xalexnet(num_classes=10), "avgpool", False),
+    (lambda: xalexnet(num_classes=10), "classifier", True),
+    (lambda: xvgg11(num_classes=10), "features", False),
+    (lambda: xvgg11(num_classes=10), "classifier.6", True),
+])
+def test_cut_layers_of_alexnet_and_vgg_equal_layer_ig(build, path, to_input):
+    torch.manual_seed(0)
+    model = build().eval()
+    layer = model.get_submodule(path)
+    x = torch.rand(2, 3, 64, 64)
+    attr = _no_warning(lambda: LayerXGradient(model, layer).attribute(x, target=2, attribute_to_layer_input=to_input))
+    lig = LayerIntegratedGradients(model, layer).attribute(x, target=2, n_steps=64, attribute_to_layer_input=to_input)
+    assert _rel(attr, lig) < 1e-3
+
+
+def test_metrics_and_visualization_with_a_baseline():
+    from captum.attr import visualization as viz
+    from captum.metrics import infidelity, sensitivity_max
+
+    torch.manual_seed(0)
+    model = Normalized(nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2, bias=False)),
+                       [0.5, 0.4, 0.3], [0.2, 0.2, 0.2]).eval()
+    x = torch.rand(2, 3, 8, 8)
+    b = certify_homogeneity(model, x).centre
+    xg = XGradient(model)
+    sens = sensitivity_max(xg.attribute, x, baselines=b, target=0, n_perturb_samples=2)
+    ig = IntegratedGradients(model)
+    torch.manual_seed(3)
+    sens_ig = sensitivity_max(ig.attribute, x, baselines=b, target=0, n_perturb_samples=2, n_steps=64)
+    assert sens.shape == (2,) and torch.isfinite(sens).all() and sens_ig.shape == (2,)
+    attr = xg.attribute(x, baselines=b, target=0)
+
+    def perturb(inputs):
+        noise = torch.randn_like(inputs) * 0.01
+        return noise, inputs - noise
+
+    infid = infidelity(model, perturb, x, attr, target=0, n_perturb_samples=4)
+    assert infid.shape == (2,) and torch.isfinite(infid).all()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig, _ = viz.visualize_image_attr(attr[0].permute(1, 2, 0).numpy(), x[0].permute(1, 2, 0).numpy(), method="heat_map", sign="all", use_pyplot=False)
+    assert fig is not None
