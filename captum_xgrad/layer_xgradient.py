@@ -41,10 +41,10 @@ from ._core.compat import (
 from ._core.autograd import (
     batched_target_gradients,
     chunks,
+    output_at_baseline,
     per_example_sum,
     per_example_target_sum,
     resolve_targets,
-    run_forward,
 )
 from ._core.state import preserve_model_state
 from ._core.validate import (
@@ -314,17 +314,13 @@ class LayerXGradient(LayerAttribution, GradientAttribution):
             delta = None
             if return_convergence_delta:
                 f_x = torch.cat(outputs)
-                zeros = tuple(torch.zeros_like(x) for x in formatted_inputs)
-                f_0 = []
+                f_0 = output_at_baseline(
+                    self.forward_func, formatted_inputs, None, additional_forward_args,
+                    target, internal_batch_size,
+                )
                 with torch.no_grad():
-                    for ci, ca, ct in chunks(
-                        zeros, additional_forward_args, target, num_examples,
-                        internal_batch_size,
-                    ):
-                        out = run_forward(self.forward_func, ci, ca)
-                        f_0.append(select_output(out, ct, ci[0].shape[0]))
                     flat = [a.detach() for attrs in per_layer for a in attrs]
-                    delta = per_example_sum(flat) - (f_x - torch.cat(f_0))
+                    delta = per_example_sum(flat) - (f_x - f_0)
 
         formatted = [
             _format_output(len(attrs) > 1, attrs) for attrs in per_layer
@@ -480,10 +476,11 @@ class LayerXGradient(LayerAttribution, GradientAttribution):
 
             delta = None
             if return_convergence_delta:
-                zeros = tuple(torch.zeros_like(x) for x in formatted_inputs)
+                f_0 = output_at_baseline(
+                    self.forward_func, formatted_inputs, None, additional_forward_args,
+                    None, targets=target_list,
+                )
                 with torch.no_grad():
-                    out_0 = run_forward(self.forward_func, zeros, additional_forward_args)
-                    f_0, _ = resolve_targets(out_0, target_list, num_examples)
                     flat = [a.detach() for attrs in per_layer for a in attrs]
                     delta = per_example_target_sum(flat) - (f_x - f_0)
 

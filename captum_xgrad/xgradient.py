@@ -42,6 +42,7 @@ from ._core.autograd import (
     batched_target_gradients,
     chunks,
     gradient_and_output,
+    output_at_baseline,
     per_example_sum,
     per_example_target_sum,
     resolve_targets,
@@ -364,8 +365,9 @@ class XGradient(GradientAttribution):
                 check_finite_output(a, "gradients")
 
             if return_convergence_delta:
-                f_b = self._forward_at(
-                    formatted_inputs, offsets, additional_forward_args, target, internal_batch_size
+                f_b = output_at_baseline(
+                    self.forward_func, formatted_inputs, offsets, additional_forward_args,
+                    target, internal_batch_size,
                 )
                 with torch.no_grad():
                     delta = per_example_sum([a.detach() for a in attributions]) - (f_x - f_b)
@@ -519,10 +521,11 @@ class XGradient(GradientAttribution):
                 check_finite_output(a, "gradients")
 
             if return_convergence_delta:
-                zeros = tuple(torch.zeros_like(x) for x in formatted_inputs)
+                f_0 = output_at_baseline(
+                    self.forward_func, formatted_inputs, None, additional_forward_args,
+                    None, targets=target_list,
+                )
                 with torch.no_grad():
-                    out_0 = run_forward(self.forward_func, zeros, additional_forward_args)
-                    f_0, _ = resolve_targets(out_0, target_list, num_examples)
                     delta = per_example_target_sum([a.detach() for a in attributions]) - (
                         f_x - f_0
                     )
@@ -570,28 +573,6 @@ class XGradient(GradientAttribution):
                         parts.append(g * scale)
                 results.append(parts[0] if len(parts) == 1 else torch.cat(parts))
         return tuple(results)
-
-    def _forward_at(
-        self,
-        inputs: Tuple[Tensor, ...],
-        offsets: Sequence[Optional[Tensor]],
-        additional_forward_args: Optional[Tuple[Any, ...]],
-        target: TargetType,
-        internal_batch_size: Optional[int],
-    ) -> Tensor:
-        """:math:`f(b)` per example (:math:`b = 0` where no baseline is given)."""
-        zeros = tuple(
-            torch.zeros_like(x) if b is None else b.detach().to(x.dtype).expand_as(x).clone()
-            for x, b in zip(inputs, offsets)
-        )
-        values = []
-        with torch.no_grad():
-            for chunk_inputs, chunk_args, chunk_target in chunks(
-                zeros, additional_forward_args, target, zeros[0].shape[0], internal_batch_size
-            ):
-                out = run_forward(self.forward_func, chunk_inputs, chunk_args)
-                values.append(select_output(out, chunk_target, chunk_inputs[0].shape[0]))
-        return torch.cat(values)
 
     def _resolve_degree(
         self,

@@ -16,7 +16,7 @@ from torch import Tensor
 from .compat import TargetType, _format_additional_forward_args, _tuple_splice_range
 from .validate import ResolvedTargets, select_output
 
-__all__ = ["slice_target", "chunks", "run_forward", "gradient_and_output", "per_example_sum", "DEFAULT_TARGET_BATCH_SIZE", "resolve_targets", "batched_target_gradients", "per_example_target_sum"]
+__all__ = ["baseline_points", "output_at_baseline", "slice_target", "chunks", "run_forward", "gradient_and_output", "per_example_sum", "DEFAULT_TARGET_BATCH_SIZE", "resolve_targets", "batched_target_gradients", "per_example_target_sum"]
 
 
 def slice_target(target: TargetType, start: int, end: int) -> TargetType:
@@ -287,3 +287,42 @@ def per_example_target_sum(tensors: Sequence[Tensor]) -> Tensor:
         total = s if total is None else total + s
     assert total is not None
     return total
+
+
+def baseline_points(inputs: Tuple[Tensor, ...], offsets: Optional[Sequence[Optional[Tensor]]] = None) -> Tuple[Tensor, ...]:
+    """The baseline :math:`b` as full-size inputs (zeros where no baseline is given)."""
+    offsets = offsets if offsets is not None else [None] * len(inputs)
+    return tuple(
+        torch.zeros_like(x) if b is None else b.detach().to(x.dtype).expand_as(x).clone()
+        for x, b in zip(inputs, offsets)
+    )
+
+
+def output_at_baseline(
+    forward_func: Callable[..., Any],
+    inputs: Tuple[Tensor, ...],
+    offsets: Optional[Sequence[Optional[Tensor]]],
+    additional_forward_args: Optional[Tuple[Any, ...]],
+    target: TargetType,
+    internal_batch_size: Optional[int] = None,
+    targets: Optional[List[Any]] = None,
+) -> Tensor:
+    """:math:`f(b)` for the convergence delta :math:`\sum \mathrm{attr} - (f(x) - f(b))`.
+
+    One forward pass (per ``internal_batch_size`` chunk) without gradients. With
+    ``targets`` (a list, as ``attribute_targets`` takes it) the result has shape
+    ``(N, T)``; otherwise ``(N,)`` for ``target``.
+    """
+    points = baseline_points(inputs, offsets)
+    n = points[0].shape[0]
+    with torch.no_grad():
+        if targets is not None:
+            out = run_forward(forward_func, points, additional_forward_args)
+            return resolve_targets(out, targets, n)[0]
+        values = []
+        for chunk_inputs, chunk_args, chunk_target in chunks(
+            points, additional_forward_args, target, n, internal_batch_size
+        ):
+            out = run_forward(forward_func, chunk_inputs, chunk_args)
+            values.append(select_output(out, chunk_target, chunk_inputs[0].shape[0]))
+    return torch.cat(values)
