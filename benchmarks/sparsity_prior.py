@@ -90,12 +90,16 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def get_split(rep: int):
+def get_split(rep: int, noise_features: int = 0):
+    """Repetition ``rep``'s split; ``noise_features`` N(0, 1) columns appended (seeded by rep)."""
     from sklearn.datasets import load_breast_cancer
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
     x, y = load_breast_cancer(return_X_y=True)
+    if noise_features:
+        noise = np.random.default_rng(10_000 + rep).standard_normal((len(x), noise_features))
+        x = np.hstack([x, noise])
     x_tv, x_te, y_tv, y_te = train_test_split(x, y, train_size=200, random_state=rep)
     x_tr, x_va, y_tr, y_va = train_test_split(x_tv, y_tv, train_size=100, random_state=rep)
     ss = StandardScaler().fit(x_tr)
@@ -171,20 +175,29 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--reps", type=int, default=20, help="repetitions (paper: 200)")
     parser.add_argument("--epochs", type=int, default=100, help="epochs (paper: 100)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--noise-features", type=int, default=0, metavar="K",
+                        help="append K standard-normal columns (irrelevant by construction); "
+                        "K > 0 writes sparsity_prior_noise{K}.*")
     parser.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cpu"))
     parser.add_argument("--from-json", type=Path, default=None,
                         help="only re-render the Markdown and PNG from a JSON of an earlier run")
+    parser.add_argument("--small", action="store_true",
+                        help="smoke-test size: 2 repetitions, 3 epochs, lambda in {0.1, 1}")
     args = parser.parse_args(argv)
+    lambdas = [1e-1, 1e0] if args.small else LAMBDAS
+    if args.small:
+        args.reps, args.epochs = 2, 3
     torch.set_num_threads(args.threads)
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
     if args.from_json is not None:
         saved = json.loads(args.from_json.read_text())
         saved["meta"]["rendered_by"] = command
+        stem = output_stem(saved["meta"].get("noise_features", 0))
         args.out.mkdir(parents=True, exist_ok=True)
-        write_markdown(args.out / "sparsity_prior.md", saved["meta"], saved["rows"])
-        plot(args.out / "sparsity_prior.png", saved["meta"], saved["rows"])
-        print((args.out / "sparsity_prior.md").read_text())
+        write_markdown(args.out / f"{stem}.md", saved["meta"], saved["rows"])
+        plot(args.out / f"{stem}.png", saved["meta"], saved["rows"])
+        print((args.out / f"{stem}.md").read_text())
         return 0
     info = machine_info()
     print(f"command: {command}\nmachine: {info}", flush=True)
@@ -192,10 +205,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     runs: Dict[str, Dict[float, List[dict]]] = {k: {} for k in args.rows}
     t_start = time.perf_counter()
     for rep in range(args.reps):
-        data = get_split(rep)
+        data = get_split(rep, args.noise_features)
         for key in args.rows:
             _, bias, kind = ROWS[key]
-            for lam in (LAMBDAS if kind else [0.0]):
+            for lam in (lambdas if kind else [0.0]):
                 runs[key].setdefault(lam, []).append(train_one(kind, bias, lam, data, rep, args.epochs))
         print(f"rep {rep + 1}/{args.reps} done ({time.perf_counter() - t_start:.0f} s)", flush=True)
 
@@ -206,15 +219,26 @@ def main(argv: Optional[List[str]] = None) -> int:
         results[key] = {"label": ROWS[key][0], "lambda": best_lam, **per_lam[best_lam],
                         "all_lambdas": {str(lam): s for lam, s in per_lam.items()}}
     meta = {"command": command, "machine": info, "reps": args.reps, "epochs": args.epochs,
-            "lambdas": LAMBDAS, "hidden": HIDDEN, "dataset": "sklearn load_breast_cancer "
-            "(569 x 30): 100 train / 100 validation / 369 test per repetition",
+            "lambdas": lambdas, "hidden": HIDDEN, "noise_features": args.noise_features,
+            "dataset": f"sklearn load_breast_cancer (569 x 30){noise_text(args.noise_features)}: "
+            "100 train / 100 validation / 369 test per repetition",
             "total_seconds": time.perf_counter() - t_start}
+    stem = output_stem(args.noise_features)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "sparsity_prior.json").write_text(json.dumps({"meta": meta, "rows": results}, indent=2))
-    write_markdown(args.out / "sparsity_prior.md", meta, results)
-    plot(args.out / "sparsity_prior.png", meta, results)
-    print((args.out / "sparsity_prior.md").read_text())
+    (args.out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": results}, indent=2))
+    write_markdown(args.out / f"{stem}.md", meta, results)
+    plot(args.out / f"{stem}.png", meta, results)
+    print((args.out / f"{stem}.md").read_text())
     return 0
+
+
+def output_stem(noise_features: int) -> str:
+    return f"sparsity_prior_noise{noise_features}" if noise_features else "sparsity_prior"
+
+
+def noise_text(noise_features: int) -> str:
+    return (f" + {noise_features} standard-normal noise columns (irrelevant by construction)"
+            if noise_features else "")
 
 
 def write_markdown(path: Path, meta: dict, results: dict) -> None:
