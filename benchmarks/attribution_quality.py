@@ -312,7 +312,7 @@ def aggregate(per_seed: List[dict], methods: List[str]) -> dict:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=5, help="seeds (at least 3)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds (at least 3)")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--ig-steps", type=int, default=128, help="IG steps (paper: 128)")
     parser.add_argument("--n-test", type=int, default=0, help="test images (0: all 360)")
@@ -320,12 +320,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--blur-sigma", type=float, default=10.0, help="Gaussian fill sigma")
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--no-quantus", action="store_true", help="skip the Quantus metrics")
-    parser.add_argument("--quantus-n", type=int, default=120, help="test images for Quantus")
+    parser.add_argument("--quantus-n", type=int, default=100, help="test images for Quantus")
     parser.add_argument("--fc-runs", type=int, default=100, help="FaithfulnessCorrelation nr_runs")
     parser.add_argument("--fc-subset", type=int, default=32,
                         help="FaithfulnessCorrelation subset_size (pixels of 256)")
     parser.add_argument("--pf-step", type=int, default=8, help="PixelFlipping features_in_step")
-    parser.add_argument("--ms-samples", type=int, default=10, help="MaxSensitivity nr_samples")
+    parser.add_argument("--ms-samples", type=int, default=5, help="MaxSensitivity nr_samples")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--small", action="store_true",
                         help="smoke-test size: 1 seed, 1 epoch, 24 test images, 8 IG steps")
