@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -347,6 +348,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("--seeds must be >= 1")
     torch.set_num_threads(args.threads)
     info = machine_info()
+    load_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     log(f"command: {command}\nmachine: {info}")
     t_start = time.perf_counter()
@@ -363,7 +365,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     meta = {"command": command, "machine": info, "versions": versions,
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                        if k not in ("from_json",)},
-            "fractions": list(PAPER_FRACTIONS), "total_seconds": time.perf_counter() - t_start}
+            "fractions": list(PAPER_FRACTIONS), "total_seconds": time.perf_counter() - t_start,
+            "process_cpu_seconds": time.process_time(),
+            "loadavg": {"start": load_start,
+                        "end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}}
     doc = {"meta": meta, "per_seed": per_seed, "summary": aggregate(per_seed, args.methods)}
     write_outputs(args.out, doc)
     return 0
@@ -419,8 +424,12 @@ def markdown(doc: dict) -> str:
         f"Made by `{meta['command']}` on {m['platform']} ({m['processor']}, {m['cpu_count']} CPUs, "
         f"{m['torch_threads']} torch thread(s)), torch {meta['versions']['torch']}, captum "
         f"{meta['versions']['captum']}, quantus {meta['versions']['quantus']}, git {m['git_commit']}, "
-        f"{m['date']}; total {meta['total_seconds'] / 60:.1f} min. CPU only (no GPU in this project's "
-        "sessions).",
+        f"{m['date']}; total {meta['total_seconds'] / 60:.1f} min"
+        + (f", {meta['process_cpu_seconds'] / 60:.1f} CPU min" if "process_cpu_seconds" in meta else "")
+        + (f" (1-min load average {meta['loadavg']['start'][0]:.1f} at start, "
+           f"{meta['loadavg']['end'][0]:.1f} at end)" if meta.get("loadavg", {}).get("start") else "")
+        + ". CPU only (no GPU in this project's sessions). Costs are wall times on a shared "
+        "machine: compare them within the table, roughly.",
         "",
         f"Data: scikit-learn digits upsampled to 16x16, {cfg['seeds']} seeds (split, initialisation, "
         f"batch order), {cfg['epochs']} epochs, all {cfg['n_test'] or 360} test images, "
