@@ -574,32 +574,30 @@ def plot(path: Path, doc: dict) -> None:
 
     summ, meta = doc["summary"], doc["meta"]
     fr = meta["fractions"]
-    fig, axes = plt.subplots(2, 4, figsize=(20, 8.5))
-    styles = {"regular": "-", "xdnn": "--"}
+    keys = list(summ["methods"])
+    colour = {k: f"C{list(METHODS).index(k)}" for k in keys}
+    label = {k: f"{MODEL_LABELS[METHODS[k][0]]}: {METHODS[k][1]}" for k in keys}
+    fig, axes = plt.subplots(2, 4, figsize=(20, 9))
     for i, metric in enumerate(MASKING):
         ax = axes[i % 2, i // 2]
-        for key, s in summ["methods"].items():
-            model_key, label = METHODS[key]
+        for key in keys:
+            model_key = METHODS[key][0]
             stats = {k: v["mean"] for k, v in summ["models"][model_key].items()}
             kind = ("test_accuracy", "blurred_accuracy") if "absolute" in metric else (
                 "clean_target_logit", "blurred_target_logit")
             clean, blurred = stats[kind[0]], stats[kind[1]]
-            ax.plot(fr, (np.array(s["curves"][metric]) - blurred) / (clean - blurred),
-                    styles[model_key], marker=".",
-                    label=f"{MODEL_LABELS[model_key]}: {label}")
+            ax.plot(fr, (np.array(summ["methods"][key]["curves"][metric]) - blurred) / (clean - blurred),
+                    "-" if model_key == "regular" else "--", color=colour[key],
+                    marker="x" if key == "x_ig" else ".", label=label[key])
         ax.set_xscale("log")
         ax.set_xlabel("fraction of pixels kept")
         ax.set_ylabel("(output - blurred) / (clean - blurred)")
-        ax.set_title(f"{metric.replace('_', ' ')} ({'higher' if HIGHER_IS_BETTER[metric] else 'lower'} is better)",
-                     fontsize=10)
-    axes[0, 0].legend(fontsize=7)
+        ax.set_title(f"{metric.replace('_', ' ')} ({'higher' if HIGHER_IS_BETTER[metric] else 'lower'} "
+                     "is better)", fontsize=10)
     ax = axes[0, 3]
-    keys = list(summ["methods"])
     cost = [1e3 * summ["methods"][k]["sec_per_image"]["mean"] for k in keys]
-    ax.barh(range(len(keys)), cost, color=["tab:blue" if METHODS[k][0] == "regular" else "tab:orange"
-                                           for k in keys])
-    ax.set_yticks(range(len(keys)), [f"{MODEL_LABELS[METHODS[k][0]]}: {METHODS[k][1]}" for k in keys],
-                  fontsize=7)
+    ax.barh(range(len(keys)), cost, color=[colour[k] for k in keys])
+    ax.set_yticks(range(len(keys)), [label[k] for k in keys], fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("ms per image (log)")
     ax.invert_yaxis()
@@ -610,16 +608,21 @@ def plot(path: Path, doc: dict) -> None:
         for j, k in enumerate(keys):
             ax.bar(np.arange(len(names)) + j * width,
                    [summ["methods"][k]["quantus"][m]["mean"] for m in names], width,
-                   yerr=[summ["methods"][k]["quantus"][m]["sem"] for m in names])
+                   yerr=[summ["methods"][k]["quantus"][m]["sem"] for m in names], color=colour[k])
         ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2,
-                      [QUANTUS[m][0].replace("Quantus ", "") for m in names], fontsize=8)
-        ax.set_title("Quantus (same colour order as the cost bars' methods)", fontsize=9)
+                      [{"faithfulness_correlation": "FaithfulnessCorr.", "pixel_flipping_auc":
+                        "PixelFlipping AUC", "max_sensitivity": "MaxSensitivity"}[m]
+                       + (" ↑" if QUANTUS[m][1] else " ↓") for m in names], fontsize=8)
+        ax.set_title("Quantus metrics", fontsize=10)
     else:
         ax.axis("off")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=9)
     m = meta["machine"]
     fig.suptitle(f"{meta['command']}\n{m['processor']}, {m['torch_threads']} thread(s), "
-                 f"torch {m['torch']}, {len(doc['per_seed'])} seed(s)", fontsize=9)
-    fig.tight_layout()
+                 f"torch {m['torch']}, {len(doc['per_seed'])} seed(s); curves: mean over seeds, "
+                 "normalised by each model's clean and all-blurred output", fontsize=9)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
