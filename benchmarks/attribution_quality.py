@@ -585,6 +585,8 @@ def quantus_notes(cfg: dict) -> List[str]:
         "|sum a - (f(x) - f(0))| / |f(x) - f(0)|, not a Quantus metric) shows which methods are "
         "complete. It is left out of the verdict.",
         "- ROAD was not used (PixelFlipping covers the remove-and-measure protocol).",
+        "- Quantus 0.6 computes PixelFlipping's AUC with `np.trapz`, which NumPy 2.4 removed; the "
+        "script aliases it to `np.trapezoid` (the same trapezoidal rule) before calling Quantus.",
     ]
 
 
