@@ -71,7 +71,8 @@ def html(build_dir: Path) -> Path:
 
 
 def test_html_builds_without_warnings(html: Path) -> None:
-    for page in ("index", "installation", "migration", "theory", "benchmarks", "api/index"):
+    for page in ("index", "installation", "migration", "theory", "benchmarks", "reproducing",
+                 "api/index"):
         assert (html / f"{page}.html").is_file(), f"{page}.html was not built"
     for page in ("check_and_convert", "official_checkpoints", "attribution_priors",
                  "layer_attributions"):
