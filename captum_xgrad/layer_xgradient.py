@@ -478,7 +478,7 @@ class LayerXGradient(LayerAttribution, GradientAttribution):
             if return_convergence_delta:
                 f_0 = output_at_baseline(
                     self.forward_func, formatted_inputs, None, additional_forward_args,
-                    None, targets=target_list,
+                    None, targets=target_list, many_targets=True,
                 )
                 with torch.no_grad():
                     flat = [a.detach() for attrs in per_layer for a in attrs]

@@ -169,6 +169,11 @@ class XGradient(GradientAttribution):
         self.last_degree: Optional[float] = None
         self._guard = HomogeneityGuard(check, "XGradient")
 
+    @property
+    def _checked_shapes(self) -> list:
+        """The cached empirical verdicts of ``check="warn"``/``"raise"`` (bounded)."""
+        return self._guard.checked_shapes
+
     # ------------------------------------------------------------------ captum API
     @property
     def multiplies_by_inputs(self) -> bool:
@@ -523,7 +528,7 @@ class XGradient(GradientAttribution):
             if return_convergence_delta:
                 f_0 = output_at_baseline(
                     self.forward_func, formatted_inputs, None, additional_forward_args,
-                    None, targets=target_list,
+                    None, targets=target_list, many_targets=True,
                 )
                 with torch.no_grad():
                     delta = per_example_target_sum([a.detach() for a in attributions]) - (

@@ -127,14 +127,14 @@ def test_random_homogeneous_architectures(spec):
     _check(spec)
 
 
-def _drop_degree(self, used_chunks, grads_chunks, degree, create_graph):
+def _drop_degree(self, used_chunks, grads_chunks, degree, create_graph, offsets=None):
     return tuple(
         torch.cat([u[i].detach() * g[i].detach() for u, g in zip(used_chunks, grads_chunks)])
         for i in range(len(used_chunks[0]))
     )
 
 
-def _drop_input_product(self, used_chunks, grads_chunks, degree, create_graph):
+def _drop_input_product(self, used_chunks, grads_chunks, degree, create_graph, offsets=None):
     return tuple(
         torch.cat([g[i].detach() / degree for g in grads_chunks])
         for i in range(len(used_chunks[0]))

@@ -306,17 +306,19 @@ def output_at_baseline(
     target: TargetType,
     internal_batch_size: Optional[int] = None,
     targets: Optional[List[Any]] = None,
+    many_targets: bool = False,
 ) -> Tensor:
     """:math:`f(b)` for the convergence delta :math:`\sum \mathrm{attr} - (f(x) - f(b))`.
 
     One forward pass (per ``internal_batch_size`` chunk) without gradients. With
-    ``targets`` (a list, as ``attribute_targets`` takes it) the result has shape
-    ``(N, T)``; otherwise ``(N,)`` for ``target``.
+    ``many_targets`` the result has shape ``(N, T)`` for ``targets`` as
+    ``attribute_targets`` takes them (``None``: every output); otherwise ``(N,)`` for
+    ``target``.
     """
     points = baseline_points(inputs, offsets)
     n = points[0].shape[0]
     with torch.no_grad():
-        if targets is not None:
+        if many_targets:
             out = run_forward(forward_func, points, additional_forward_args)
             return resolve_targets(out, targets, n)[0]
         values = []

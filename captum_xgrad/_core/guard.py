@@ -26,6 +26,7 @@ from typing import Any, Callable, Hashable, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..homogeneity.static import static_findings
 from .state import model_of
 from ..errors import NonHomogeneousError, NonHomogeneousWarning
 
@@ -199,6 +200,11 @@ class HomogeneityGuard:
     ) -> Optional[float]:
         """Check the model (and baseline) before attributing.
 
+        ``check="static"`` relies on the certificate, and runs the empirical check only
+        where the model does not trace; ``"warn"`` and ``"raise"`` also run the
+        empirical check once per input shape (and baseline), and report a failure of
+        either.
+
         Parameters
         ----------
         forward_func, inputs, additional_forward_args, target
@@ -226,53 +232,92 @@ class HomogeneityGuard:
             return None
         cert = self.certificate(forward_func, inputs, additional_forward_args, baselines)
         explicit = baselines is not None
-        if cert.proved:
-            if degree != "auto" and float(degree) != cert.degree:
-                raise ValueError(
-                    f"{self.who}: the model is proved homogeneous of degree "
-                    f"{cert.degree:g}, but degree={degree!r} was given, so the attributions "
-                    f"would be off by a factor {cert.degree / float(degree):g}. Pass "
-                    f"degree={cert.degree:g} or degree=\"auto\"."
-                )
+        if cert.proved and degree != "auto" and float(degree) != cert.degree:
+            raise ValueError(
+                f"{self.who}: the model is proved homogeneous of degree "
+                f"{cert.degree:g}, but degree={degree!r} was given, so the attributions "
+                f"would be off by a factor {cert.degree / float(degree):g}. Pass "
+                f"degree={cert.degree:g} or degree=\"auto\"."
+            )
+        report = None
+        if self.check in ("warn", "raise") or cert.status == "unknown":
+            report = self.empirical(forward_func, inputs, additional_forward_args, target,
+                                    None if cert.proved else degree, baselines)
+        measured_ok = report is None or report.is_homogeneous
+        if cert.proved and measured_ok:
             return cert.degree
+        model = model_of(forward_func)
+        static = (
+            static_findings(model)
+            if cert.status == "unknown" and model is not None and baselines is None else []
+        )
+        if cert.status == "unknown" and measured_ok and not static:
+            return None
+        text = f"{self.who}: "
         if cert.status == "not_homogeneous":
             findings = "\n".join(f"  - {f}" for f in cert.findings)
             if explicit:
-                raise ValueError(
-                    f"{self.who}: the model is not homogeneous about the given baselines "
-                    f"({cert.baselines}), so X-Gradient would not equal Integrated Gradients "
-                    f"with them:\n{findings}\n{_describe_centre(cert)} Otherwise use "
-                    "captum.attr.IntegratedGradients for this baseline."
+                text += (
+                    f"the model is not homogeneous about the given baselines ({cert.baselines}), "
+                    f"so X-Gradient would not equal Integrated Gradients with them:\n{findings}\n"
                 )
-            self._report(
-                f"{self.who}: {cert.model} is not nonnegatively homogeneous (proved from "
-                f"its graph), so its X-Gradient differs from Integrated Gradients:\n"
-                f"{findings}\n{_describe_centre(cert)} Use a bias-free model "
-                "(captum_xgrad.make_x_dnn(model), then fine-tune), or silence this with "
-                f"{self.silence}.",
-                key=("cert", id(cert)),
-                cert=cert,
-            )
-            return None
-        # unknown: module scan plus one empirical check per input shape and baseline
-        self._fallback(forward_func, inputs, additional_forward_args, target, degree, baselines, cert)
+            else:
+                text += (
+                    f"{cert.model} is not nonnegatively homogeneous (proved from its graph), "
+                    f"so its X-Gradient differs from Integrated Gradients:\n{findings}\n"
+                )
+        elif cert.status == "unknown":
+            why = "\n".join(f"  - {f}" for f in cert.findings)
+            text += f"homogeneity could not be proved from the graph:\n{why}\n"
+        else:
+            text += f"{cert.model} is proved homogeneous, but the empirical check fails:\n"
+        if not measured_ok:
+            check = "f(b) = 0, f(b + a(x - b)) = a^k f(x)" if explicit else "f(a x) = a^k f(x)"
+            text += f"The empirical check {check} fails on these inputs:\n{report}\n"
+        if static:
+            text += "Modules that break homogeneity:\n" + "\n".join(f"  - {x}" for x in static) + "\n"
+        text += _describe_centre(cert)
+        if explicit:
+            raise ValueError(text + " Otherwise use captum.attr.IntegratedGradients for this baseline.")
+        text += (
+            " X-Gradient may differ from Integrated Gradients. Use a bias-free model "
+            "(captum_xgrad.make_x_dnn(model), then fine-tune), or silence this with "
+            f"{self.silence}."
+        )
+        self._report(text, key=None)
         return None
 
-    def _report(self, message: str, key: Hashable, cert: Any = None) -> None:
+    def _report(self, message: str, key: Hashable = None) -> None:
         if self.check == "raise":
             raise NonHomogeneousError(message)
-        if message in self._warned:  # the same verdict is said once
+        if self.check == "static" and message in self._warned:  # said once ("warn": every call)
             return
         if len(self._warned) > 64:
             self._warned.clear()
         self._warned.add(message)
         warn(message)
 
-    def _fallback(self, forward_func: Callable[..., Any], inputs: Tuple[Tensor, ...],
+    def empirical(self, forward_func: Callable[..., Any], inputs: Tuple[Tensor, ...],
                   additional_forward_args: Any, target: Any, degree: Any,
-                  baselines: Optional[Sequence[Any]], cert: Any) -> None:
+                  baselines: Optional[Sequence[Any]]) -> Any:
+        """The (cached) empirical check, about the baselines when given.
+
+        Parameters
+        ----------
+        forward_func, inputs, additional_forward_args, target
+            As given to ``attribute`` (formatted).
+        degree : float, "auto" or None
+            The degree to test against (estimated for ``"auto"`` or ``None``).
+        baselines : sequence, optional
+            The baselines ``b``: then :math:`g(z) = f(b + z)` is checked at
+            :math:`z = x - b`.
+
+        Returns
+        -------
+        HomogeneityReport
+            The report, computed once per model state, input shape and baseline.
+        """
         from ..homogeneity.empirical import check_homogeneity
-        from ..homogeneity.static import static_findings
 
         model = model_of(forward_func)
         key = ("empirical", _state_key(model, self.track_parameters),
@@ -294,35 +339,15 @@ class HomogeneityGuard:
             return check_homogeneity(
                 func, points if len(points) > 1 else points[0],
                 additional_forward_args=additional_forward_args, target=target,
-                degree=None if degree == "auto" else float(degree),
+                degree=None if degree in (None, "auto") else float(degree),
             )
 
-        report = self._cached(key, run)
-        static = static_findings(model) if model is not None and baselines is None else []
-        if report.is_homogeneous and not static:
-            return
-        why = "\n".join(f"  - {f}" for f in cert.findings)
-        text = (
-            f"{self.who}: homogeneity could not be proved from the graph:\n{why}\n"
-        )
-        if baselines is not None and not report.is_homogeneous:
-            raise ValueError(
-                f"{text}and the empirical check f(b) = 0, f(b + a(x - b)) = a^k f(x) fails "
-                f"for the given baselines:\n{report}\n{_describe_centre(cert)} Use "
-                "captum.attr.IntegratedGradients for this baseline."
-            )
-        if report.is_homogeneous and not static:
-            return  # pragma: no cover
-        if not report.is_homogeneous:
-            text += f"The empirical check fails on these inputs:\n{report}\n"
-        if static:
-            text += "Modules that break homogeneity:\n" + "\n".join(f"  - {s}" for s in static) + "\n"
-        text += (
-            "X-Gradient may differ from Integrated Gradients. Convert the model with "
-            f"captum_xgrad.make_x_dnn(model), or silence this with {self.silence}."
-        )
-        self._report(text, key=("fallback", id(report)))
+        return self._cached(key, run)
 
+    @property
+    def checked_shapes(self) -> list:
+        """The cached empirical verdicts (at most ``cache_size``)."""
+        return [k for k in self._cache if k[0] == "empirical"]
 
     # ----------------------------------------------------------------- layers
     def verify_layers(

@@ -73,7 +73,7 @@ def preserve_model_state(forward_func: Callable[..., Any]) -> Iterator[None]:
 
     One contract for every entry point: the train/eval flag of every module, every
     buffer (running statistics, counters, caches: restored only where the forward pass
-    changed one, detected by its version counter), the hooks (any added inside the
+    changed one), the hooks (any added inside the
     block are removed) and the parameters' ``requires_grad``. Gradients are taken with
     :func:`torch.autograd.grad`, which never writes ``.grad``.
     """
@@ -107,7 +107,9 @@ def preserve_model_state(forward_func: Callable[..., Any]) -> Iterator[None]:
                 now = m._buffers.get(name)
                 if now is not buf:  # the buffer was replaced: put the original back
                     m._buffers[name] = buf
-                if buf._version != version or now is not buf:
+                # kernels such as batch_norm update running statistics without bumping
+                # the version counter, so compare the values too
+                if now is not buf or buf._version != version or buf.shape != value.shape or not torch.equal(buf, value):
                     if buf.shape == value.shape:
                         buf.copy_(value)
                     else:

@@ -519,7 +519,7 @@ class _Interpreter:
                 b = bias.detach().clone()
                 if isinstance(m, CONV):
                     b = b.reshape(1, -1, *([1] * (len(m.kernel_size))))
-                return _hom(x.degree, b, self.finding(node, f"{type(m).__name__} has a bias (y = W x + b) that is not zero; remove it with captum_xgrad.make_x_dnn", module=name))
+                return _hom(x.degree, b, self.finding(node, "has a bias (y = W x + b) that is not zero; remove it with captum_xgrad.make_x_dnn", module=name))
             off, origin = self.offset_apply(x, lambda c: m.forward(c.to(m.weight.dtype)))
             return _hom(x.degree, off, origin)
         if isinstance(m, nn.Bilinear):

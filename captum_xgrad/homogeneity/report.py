@@ -252,7 +252,8 @@ class CertificateFinding:
 
     def __str__(self) -> str:
         where = self.module if self.module is not None else "<forward>"
-        return f"{where} [{self.node or '-'}: {self.op}]: {self.reason}"
+        kind = self.op[len("call_module "):] if self.op.startswith("call_module ") else self.op
+        return f"{where} ({kind}): {self.reason} [node {self.node or '-'}]"
 
 
 @dataclasses.dataclass(frozen=True)

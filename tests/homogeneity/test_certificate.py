@@ -120,8 +120,9 @@ def _seq(*mods: nn.Module) -> nn.Module:
     return nn.Sequential(*mods)
 
 
-X6 = torch.randn(3, 6)
-IMG = torch.randn(2, 2, 6, 6)
+_G = torch.Generator().manual_seed(0)  # inputs independent of test order
+X6 = torch.randn(3, 6, generator=_G)
+IMG = torch.randn(2, 2, 6, 6, generator=_G)
 
 # name -> (builder, inputs, expected status, expected degree, culprit node, culprit module)
 CASES: Dict[str, Tuple[Callable[[], nn.Module], object, str, Optional[float], Optional[str], Optional[str]]] = {
@@ -134,15 +135,15 @@ CASES: Dict[str, Tuple[Callable[[], nn.Module], object, str, Optional[float], Op
     "clamp_min0": (lambda: Fn(lambda m, x: m.fc2(torch.clamp(m.fc1(x), min=0))), X6, "proved", 1.0, None, None),
     "branchy": (Branchy, IMG, "proved", 1.0, None, None),
     "residual_functional": (lambda: Fn(lambda m, x: m.fc2(F.relu(m.fc1(x)) + m.fc1(x).abs())), X6, "proved", 1.0, None, None),
-    "mul_by_arg": (lambda: WithArg(add=False), {"inputs": torch.randn(2, 4), "args": torch.randn(2, 3)}, "proved", 1.0, None, None),
+    "mul_by_arg": (lambda: WithArg(add=False), {"inputs": torch.randn(2, 4, generator=_G), "args": torch.randn(2, 3, generator=_G)}, "proved", 1.0, None, None),
     "plus_zero_const": (lambda: Fn(lambda m, x: _trunk(m, x) + 0.0), X6, "proved", 1.0, None, None),
     "conv_transpose": (lambda: _seq(nn.ConvTranspose2d(2, 3, 2, stride=2, bias=False), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten()), IMG, "proved", 1.0, None, None),
-    "two_input": (TwoInput, (torch.randn(2, 5), torch.randn(2, 1, 6, 6)), "proved", 1.0, None, None),
+    "two_input": (TwoInput, (torch.randn(2, 5, generator=_G), torch.randn(2, 1, 6, 6, generator=_G)), "proved", 1.0, None, None),
     "norm_of_square": (lambda: Fn(lambda m, x: torch.sqrt((_trunk(m, x) ** 2).sum(1, keepdim=True))), X6, "proved", 1.0, None, None),
     "mean_max": (lambda: Fn(lambda m, x: torch.max(F.relu(m.fc1(x)), dim=1)[0] + F.relu(m.fc1(x)).mean(1)), X6, "proved", 1.0, None, None),
     # --- degree 2
     "product": (TwoBranchProduct, X6, "proved", 2.0, None, None),
-    "bilinear": (lambda: nn.Bilinear(3, 4, 2, bias=False), (torch.randn(2, 3), torch.randn(2, 4)), "proved", 2.0, None, None),
+    "bilinear": (lambda: nn.Bilinear(3, 4, 2, bias=False), (torch.randn(2, 3, generator=_G), torch.randn(2, 4, generator=_G)), "proved", 2.0, None, None),
     "square": (lambda: Fn(lambda m, x: _trunk(m, x).pow(2)), X6, "proved", 2.0, None, None),
     "matmul_branches": (lambda: Fn(lambda m, x: (F.relu(m.fc1(x)).unsqueeze(2) @ F.relu(m.fc1(x)).unsqueeze(1)).flatten(1)), X6, "proved", 2.0, None, None),
     # --- not homogeneous, with the culprit
@@ -160,13 +161,13 @@ CASES: Dict[str, Tuple[Callable[[], nn.Module], object, str, Optional[float], Op
     "exp": (lambda: Fn(lambda m, x: torch.exp(_trunk(m, x))), X6, "not_homogeneous", None, "exp", None),
     "mixed_degrees": (lambda: Fn(lambda m, x: _trunk(m, x) + _trunk(m, x) ** 2), X6, "not_homogeneous", None, "add", None),
     "degree_zero": (lambda: Fn(lambda m, x: _trunk(m, x) / _trunk(m, x).abs().sum(1, keepdim=True)), X6, "not_homogeneous", None, "truediv", None),
-    "adds_arg": (lambda: WithArg(add=True), {"inputs": torch.randn(2, 4), "args": torch.randn(2, 3) + 1}, "not_homogeneous", None, "add", None),
+    "adds_arg": (lambda: WithArg(add=True), {"inputs": torch.randn(2, 4, generator=_G), "args": torch.randn(2, 3, generator=_G) + 1}, "not_homogeneous", None, "add", None),
     "where_threshold": (lambda: Fn(lambda m, x: torch.where(_trunk(m, x) > 0.5, _trunk(m, x), 0 * _trunk(m, x))), X6, "not_homogeneous", None, "gt", None),
     "cat_degrees": (lambda: Fn(lambda m, x: torch.cat([_trunk(m, x), _trunk(m, x) ** 2], 1)), X6, "not_homogeneous", None, "cat", None),
     "dropout_train": (lambda: _seq(lin(6, 8), nn.Dropout(0.5), lin(8, 3)).train(), X6, "not_homogeneous", None, "_1", "1"),
     "silu_module_in_block": (lambda: _seq(_seq(lin(6, 8), nn.SiLU()), lin(8, 3)), X6, "not_homogeneous", None, "_0_1", "0.1"),
     # --- unknown: no trace, or no rule
-    "control_flow": (ControlFlow, torch.randn(2, 4), "unknown", None, None, None),
+    "control_flow": (ControlFlow, torch.randn(2, 4, generator=_G), "unknown", None, None, None),
     "no_rule": (lambda: Fn(lambda m, x: torch.fft.fft(_trunk(m, x)).real), X6, "unknown", None, None, None),
 }
 

@@ -7,6 +7,8 @@ violation of an affine map and the degree of a product of branches.
 
 from __future__ import annotations
 
+import re
+
 import json
 import math
 import warnings
@@ -311,12 +313,12 @@ def test_non_module_non_callable_is_rejected():
 def test_wrong_input_shape_names_the_shape():
     model = nn.Sequential(nn.Linear(5, 2, bias=False))
     hooks_before = len(model[0]._forward_pre_hooks)
-    with pytest.raises(
-        ValueError,
-        match=r"(?s)raised RuntimeError on inputs of shape \(2, 3\).*shape and dtype the "
-        r"model expects \(batch dimension first",
-    ):
+    # the model's own error propagates as itself, with a note that names the shape
+    with pytest.raises(RuntimeError, match="cannot be multiplied") as info:
         check_homogeneity(model, torch.randn(2, 3))
+    note = "\n".join(getattr(info.value, "__notes__", []))
+    assert re.search(r"(?s)on inputs of shape \(2, 3\).*shape and dtype the model expects "
+                     r"\(batch dimension first", note), note
     assert len(model[0]._forward_pre_hooks) == hooks_before
 
 
@@ -440,11 +442,6 @@ def tv_model_and_input(name):
 _SAMPLING_MISSES = {
     "mobilenet_v2": "ReLU6 never reaches 6 on these inputs",
     "resnet152": "the fc bias is below the check's tolerance relative to the output",
-    "vit_b_16": "LayerNorm (the single-patch input hides its eps)",
-    "vit_b_32": "LayerNorm (the single-patch input hides its eps)",
-    "vit_h_14": "LayerNorm (the single-patch input hides its eps)",
-    "vit_l_16": "LayerNorm (the single-patch input hides its eps)",
-    "vit_l_32": "LayerNorm (the single-patch input hides its eps)",
 }
 
 #: the sweep tests f(a x) = a^k f(x) at one scale below and one above 1
@@ -466,10 +463,9 @@ def _sweep_one(name):
     json.dumps(certificate.to_dict())
     if certificate.proved:
         assert report.is_homogeneous and report.degree == certificate.degree, (name, str(report))
-    elif certificate.status == "not_homogeneous" and name not in _SAMPLING_MISSES:
-        assert not report.is_homogeneous, (name, str(certificate))
-    elif certificate.status == "not_homogeneous":
-        assert report.is_homogeneous, f"{name} is no longer a sampling miss: update _SAMPLING_MISSES"
+    elif certificate.status == "not_homogeneous" and report.is_homogeneous:
+        # the certificate refutes, the sampled check passes: a known sampling miss only
+        assert name in _SAMPLING_MISSES, (name, str(certificate), str(report))
     modules = dict(model.named_modules())
     for o in report.offenders:
         if o.name.startswith("<"):
