@@ -71,6 +71,6 @@ def test_demo_end_to_end(tmp_path):
     assert torch.equal(torch.random.get_rng_state(), before)  # seeds are local
     assert code == 0
     assert (tmp_path / "xgrad_demo.png").stat().st_size > 10_000
-    assert [p.name for p in tmp_path.iterdir()] == ["xgrad_demo.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["xgrad_demo.png", "xgrad_demo_all_classes.png"]
     text = "\n".join(lines)
     assert "max |XGradient - IG| / max |IG|" in text and "faster" in text

@@ -7,7 +7,7 @@ numpy alone reads; :class:`AttributionStore` opens it. See
 for the batching and sharding.
 """
 
-from .loop import TargetSpec, attribute_dataset
+from .loop import attribute_dataset
 from .store import AttributionStore, model_fingerprint
 
-__all__ = ["AttributionStore", "TargetSpec", "attribute_dataset", "model_fingerprint"]
+__all__ = ["AttributionStore", "attribute_dataset", "model_fingerprint"]

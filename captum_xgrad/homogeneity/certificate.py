@@ -531,7 +531,7 @@ class _Interpreter:
                         return bad
             d = sum(v.degree for v in (a, b) if v.kind == "hom")
             if m.bias is not None and not _is_zero(m.bias):
-                return _hom(d, m.bias.detach(), self.finding(node, "Bilinear has a non-zero bias", module=name))
+                return _hom(d, m.bias.detach(), self.finding(node, "Bilinear has a bias that is not zero", module=name))
             return _hom(d)
         if isinstance(m, _NORMS):
             return self.bad(node, f"{type(m).__name__} divides by per-example statistics (plus eps), which is not homogeneous")
@@ -928,7 +928,7 @@ class _Interpreter:
                 if name == "conv":
                     w = self._static(args[1])
                     bt = bt.reshape(1, -1, *([1] * (w.dim() - 2))) if isinstance(w, Tensor) else bt
-                return _hom(x.degree, bt, self.finding(node, f"{name} has a non-zero bias"))
+                return _hom(x.degree, bt, self.finding(node, f"{name} has a bias (y = W x + b) that is not zero"))
             if name in ("einsum",):
                 return _hom(x.degree, NZ if x.offset is not UNK else UNK, x.origin)
             pos = next(i for i, a in enumerate(args) if a is x)
