@@ -441,7 +441,6 @@ def tv_model_and_input(name):
 #: check passes, because the small random input never exposes the violation
 _SAMPLING_MISSES = {
     "mobilenet_v2": "ReLU6 never reaches 6 on these inputs",
-    "resnet152": "the fc bias is below the check's tolerance relative to the output",
 }
 
 #: the sweep tests f(a x) = a^k f(x) at one scale below and one above 1
@@ -464,8 +463,13 @@ def _sweep_one(name):
     if certificate.proved:
         assert report.is_homogeneous and report.degree == certificate.degree, (name, str(report))
     elif certificate.status == "not_homogeneous" and report.is_homogeneous:
-        # the certificate refutes, the sampled check passes: a known sampling miss only
-        assert name in _SAMPLING_MISSES, (name, str(certificate), str(report))
+        # the certificate refutes, the sampled check passes: a known sampling miss, or a
+        # bias that the check does see (f(0) != 0) but below its tolerance relative to
+        # the deep ResNets' large outputs (resnet101/152, wide_resnet101_2)
+        below_tolerance = report.f_zero > 0 and all(
+            "has a bias" in f.reason for f in certificate.findings
+        )
+        assert name in _SAMPLING_MISSES or below_tolerance, (name, str(certificate), str(report))
     modules = dict(model.named_modules())
     for o in report.offenders:
         if o.name.startswith("<"):
