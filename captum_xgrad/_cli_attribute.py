@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from typing import Any, Union
 
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from ._cli_check import UsageError, load_model
+from ._cli_check import UsageError, exit_code_of, load_model
 
 __all__ = ["add_arguments", "run", "load_data", "parse_target"]
 
@@ -205,7 +204,7 @@ def load_data(spec: str, resize: Any = None, crop: Any = None, channels: int = 1
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``captum-xgrad attribute``; returns the exit status (0 or 2).
+    """Run ``captum-xgrad attribute``; returns the exit status (0, 1 or 2).
 
     Parameters
     ----------
@@ -215,9 +214,9 @@ def run(args: argparse.Namespace) -> int:
     Returns
     -------
     int
-        0 once the store is complete (a summary is printed on rank 0), 2 on a usage
-        error (reported on stderr): a bad MODEL, DATA, ``--target`` or
-        ``--weights``, or a store at ``--out`` that cannot be resumed.
+        0 once the store is complete (a summary is printed on rank 0), 1 if building
+        the model fails, 2 on a usage error (reported on stderr): a bad MODEL, DATA,
+        ``--target`` or ``--weights``, or a store at ``--out`` that cannot be resumed.
 
     Examples
     --------
@@ -231,6 +230,10 @@ def run(args: argparse.Namespace) -> int:
     >>> code, err.getvalue().strip()
     (2, "captum-xgrad attribute: error: DATA must be imagefolder:PATH or digits, got 'mnist'.")
     """
+    return exit_code_of("captum-xgrad attribute", lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
     from .dataset import attribute_dataset
 
     try:
@@ -267,9 +270,8 @@ def run(args: argparse.Namespace) -> int:
             device=args.device, resume=not args.no_resume, overwrite=args.overwrite,
             progress=not args.no_progress, attribute_kwargs=kwargs,
         )
-    except (UsageError, ValueError) as exc:
-        print(f"captum-xgrad attribute: error: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # e.g. a store at --out that cannot be resumed
+        raise UsageError(str(exc)) from exc
     seconds = time.perf_counter() - start
     if int(os.environ.get("RANK", "0")) == 0:
         print(

@@ -186,3 +186,10 @@ def test_torchrun_two_processes_give_the_bytes_of_one(tmp_path, model_file):
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout.count("1797 examples") == 1  # the summary comes from rank 0 only
     assert _files(tmp_path / "two") == _files(tmp_path / "one")
+
+
+def test_a_model_that_fails_to_build_exits_1(tmp_path, capsys):
+    code = main(["attribute", "torch.nn:Linear", "digits", "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 1 and "building MODEL 'torch.nn:Linear' failed" in err
+    assert not (tmp_path / "s").exists()
