@@ -35,48 +35,20 @@ __all__ = ["add_arguments", "run", "load_data", "parse_target"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``attribute`` sub-command's arguments to ``parser``.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-        Gets the positionals ``MODEL`` and ``DATA`` and the options ``--out``,
-        ``--target``, ``--batch-size``, ``--method``, ``--n-steps``, ``--degree``,
-        ``--weights``, ``--resize``, ``--crop``, ``--channels``, ``--normalize``,
-        ``--dtype``, ``--num-workers``, ``--device``, ``--no-resume``, ``--overwrite``
-        and ``--no-progress``.
-
-    Raises
-    ------
-    argparse.ArgumentError
-        If ``parser`` already has one of these options.
-
-    Examples
-    --------
-    >>> import argparse
-    >>> from captum_xgrad._cli_attribute import add_arguments
-    >>> parser = argparse.ArgumentParser(prog="captum-xgrad attribute")
-    >>> add_arguments(parser)
-    >>> args = parser.parse_args(["captum_xgrad:xalexnet", "digits", "--out", "store"])
-    >>> args.data, args.target, args.batch_size, args.method
-    ('digits', 'label', 64, 'xgradient')
-    """
+    """Add the ``attribute`` sub-command's arguments to ``parser``."""
     parser.add_argument("model", metavar="MODEL", help="a model spec as in `captum-xgrad check`")
-    parser.add_argument(
-        "data", metavar="DATA",
-        help="imagefolder:PATH (torchvision ImageFolder) or digits (scikit-learn's)",
-    )
+    parser.add_argument("data", metavar="DATA",
+                        help="imagefolder:PATH (torchvision's ImageFolder) or digits "
+                        "(scikit-learn's)")
     parser.add_argument("--out", required=True, metavar="DIR", help="the store's directory")
-    parser.add_argument(
-        "--target", default="label", metavar="label|pred|INT",
-        help="what to explain: the label (default), the model's prediction, or a class index",
-    )
-    parser.add_argument("--batch-size", type=int, default=64, help="examples per batch (default: 64)")
-    parser.add_argument(
-        "--method", choices=("xgradient", "ig"), default="xgradient",
-        help="XGradient (default) or Captum's IntegratedGradients, for comparison",
-    )
-    parser.add_argument("--n-steps", type=int, default=50, help="IG steps (--method ig; default 50)")
+    parser.add_argument("--target", default="label", metavar="label|pred|INT", help="what to "
+                        "explain: the label (default), the model's prediction, or a class index")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="examples per batch (default: 64)")
+    parser.add_argument("--method", choices=("xgradient", "ig"), default="xgradient",
+                        help="XGradient (default) or Captum's IntegratedGradients, for comparison")
+    parser.add_argument("--n-steps", type=int, default=50,
+                        help="IG steps (--method ig; default 50)")
     parser.add_argument("--degree", type=float, default=1.0, help="XGradient's degree (default 1)")
     parser.add_argument("--weights", metavar="PATH", help="a state_dict file to load into MODEL")
     parser.add_argument("--resize", type=int, help="resize to this size (imagefolder: default 256)")
@@ -97,28 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_target(text: str) -> Union[str, int]:
-    """Parse ``--target``: ``"label"``, ``"pred"`` or a class index.
-
-    Parameters
-    ----------
-    text : str
-        The ``--target`` value.
-
-    Returns
-    -------
-    str or int
-
-    Raises
-    ------
-    UsageError
-        For anything else.
-
-    Examples
-    --------
-    >>> from captum_xgrad._cli_attribute import parse_target
-    >>> parse_target("pred"), parse_target("7")
-    ('pred', 7)
-    """
+    """Parse ``--target``: ``"label"``, ``"pred"`` or a class index (else :class:`UsageError`)."""
     if text in ("label", "pred"):
         return text
     if text.isdigit():
@@ -131,8 +82,7 @@ def _digits(resize: Any, channels: int) -> Dataset:
         from sklearn.datasets import load_digits
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise UsageError(
-            "DATA 'digits' needs scikit-learn: pip install 'captum-xgrad[demo]'."
-        ) from exc
+            "DATA 'digits' needs scikit-learn: pip install 'captum-xgrad[demo]'.") from exc
     digits = load_digits()
     x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
     if resize:
@@ -145,38 +95,7 @@ def _digits(resize: Any, channels: int) -> Dataset:
 
 def load_data(spec: str, resize: Any = None, crop: Any = None, channels: int = 1,
               normalize: str = "none") -> Dataset:
-    """Build the dataset named by a DATA spec (see the module docstring).
-
-    Parameters
-    ----------
-    spec : str
-        ``imagefolder:PATH`` or ``digits``.
-    resize, crop : int, optional
-        Image size (``imagefolder``: resize default 256, crop default 224; ``digits``:
-        ``resize`` upsamples, ``crop`` is not allowed).
-    channels : int, default 1
-        ``digits`` only: the number of channels (the gray channel repeated).
-    normalize : {"none", "imagenet"}
-        ``imagefolder`` only.
-
-    Returns
-    -------
-    torch.utils.data.Dataset
-        Yields ``(input, label)``.
-
-    Raises
-    ------
-    UsageError
-        For an unknown spec, a missing folder, an option that does not apply, or a
-        non-positive size.
-
-    Examples
-    --------
-    >>> from captum_xgrad._cli_attribute import load_data
-    >>> data = load_data("digits", resize=16, channels=3)
-    >>> len(data), tuple(data[0][0].shape), int(data[0][1])
-    (1797, (3, 16, 16), 0)
-    """
+    """The dataset of a DATA spec (see the module docstring), yielding ``(input, label)``."""
     for name, value in (("--resize", resize), ("--crop", crop), ("--channels", channels)):
         if value is not None and value < 1:
             raise UsageError(f"{name} must be a positive integer, got {value}.")
@@ -204,32 +123,7 @@ def load_data(spec: str, resize: Any = None, crop: Any = None, channels: int = 1
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``captum-xgrad attribute``; returns the exit status (0, 1 or 2).
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        From a parser set up by :func:`add_arguments`.
-
-    Returns
-    -------
-    int
-        0 once the store is complete (a summary is printed on rank 0), 1 if building
-        the model fails, 2 on a usage error (reported on stderr): a bad MODEL, DATA,
-        ``--target`` or ``--weights``, or a store at ``--out`` that cannot be resumed.
-
-    Examples
-    --------
-    >>> import argparse, contextlib, io, tempfile
-    >>> from captum_xgrad._cli_attribute import add_arguments, run
-    >>> parser = argparse.ArgumentParser(prog="captum-xgrad attribute")
-    >>> add_arguments(parser)
-    >>> err = io.StringIO()
-    >>> with contextlib.redirect_stderr(err):
-    ...     code = run(parser.parse_args(["torch.nn:Flatten", "mnist", "--out", "x"]))
-    >>> code, err.getvalue().strip()
-    (2, "captum-xgrad attribute: error: DATA must be imagefolder:PATH or digits, got 'mnist'.")
-    """
+    """Run ``captum-xgrad attribute``: exit 0 (store complete), 1 (model failed) or 2 (usage)."""
     return exit_code_of("captum-xgrad attribute", lambda: _run(args))
 
 
@@ -250,8 +144,7 @@ def _run(args: argparse.Namespace) -> int:
                 model.load_state_dict(state)
             except Exception as exc:
                 raise UsageError(
-                    f"--weights {args.weights!r}: {type(exc).__name__}: {exc}"
-                ) from exc
+                    f"--weights {args.weights!r}: {type(exc).__name__}: {exc}") from exc
         model.eval()
         if args.method == "ig":
             from captum.attr import IntegratedGradients
@@ -274,9 +167,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     seconds = time.perf_counter() - start
     if int(os.environ.get("RANK", "0")) == 0:
-        print(
-            f"{store}\n{len(store)} examples in {seconds:.1f} s "
-            f"({len(store) / max(seconds, 1e-9):.1f} images/s, including resumed rows); "
-            f"read it with captum_xgrad.AttributionStore({str(store.path)!r})"
-        )
+        print(f"{store}\n{len(store)} examples in {seconds:.1f} s "
+              f"({len(store) / max(seconds, 1e-9):.1f} images/s, including resumed rows); "
+              f"read it with captum_xgrad.AttributionStore({str(store.path)!r})")
     return 0

@@ -26,36 +26,14 @@ from typing import Any, Callable, Dict, List
 
 import torch
 
-from ._cli_check import ModelError, UsageError, exit_code_of, model_and_input
+from ._cli_check import ModelError, UsageError, exit_code_of, model_and_input, model_failed
 from .errors import NonHomogeneousWarning
 
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``bench`` sub-command's arguments to ``parser``.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-        Gets the positional ``MODEL`` and ``--input-shape``, ``--batch-size``,
-        ``--n-steps``, ``--min-run-time``, ``--device``, ``--seed`` and ``--json``.
-
-    Raises
-    ------
-    argparse.ArgumentError
-        If ``parser`` already has one of these options (e.g. when called twice).
-
-    Examples
-    --------
-    >>> import argparse
-    >>> from captum_xgrad._cli_bench import add_arguments
-    >>> parser = argparse.ArgumentParser(prog="captum-xgrad bench")
-    >>> add_arguments(parser)
-    >>> args = parser.parse_args(["torchvision:resnet18", "--n-steps", "32"])
-    >>> args.model, args.input_shape, args.batch_size, args.n_steps, args.device
-    ('torchvision:resnet18', '3,224,224', 1, 32, 'cpu')
-    """
+    """Add the ``bench`` sub-command's arguments to ``parser``."""
     parser.add_argument("model", metavar="MODEL",
                         help="as for `captum-xgrad check`: torchvision:NAME, captum_xgrad:NAME, "
                              "path/to/file.py:FACTORY or package.module:FACTORY")
@@ -67,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-run-time", type=float, default=1.0, metavar="SECONDS",
                         help="time each method for at least this long (default: 1.0)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the random inputs (default: 0)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -80,10 +59,7 @@ def _methods(model: torch.nn.Module, x: torch.Tensor, n_steps: int) -> Dict[str,
         with torch.no_grad():
             out = model(x)
     except Exception as exc:
-        raise ModelError(
-            f"the model raised {type(exc).__name__} on inputs of shape {tuple(x.shape)}: "
-            f"{exc}\n(set the shape of one example with --input-shape, e.g. --input-shape 3,32,32)"
-        ) from exc
+        raise model_failed(exc, x) from exc
     if not isinstance(out, torch.Tensor) or out.dim() not in (1, 2):
         raise ModelError("bench needs a model whose output is a tensor of shape (N,) or (N, C).")
     target = out.argmax(1) if out.dim() == 2 else None
@@ -147,29 +123,5 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``captum-xgrad bench``; the table (or JSON) goes to stdout, errors to stderr.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        From a parser set up by :func:`add_arguments`.
-
-    Returns
-    -------
-    int
-        0 when timed, 1 if the model fails, 2 on a usage error.
-
-    Examples
-    --------
-    >>> import argparse, contextlib, io, json
-    >>> from captum_xgrad._cli_bench import add_arguments, run
-    >>> parser = argparse.ArgumentParser(prog="captum-xgrad bench")
-    >>> add_arguments(parser)
-    >>> args = parser.parse_args(["torch.nn:ReLU", "--input-shape", "8", "--n-steps", "4",
-    ...                           "--min-run-time", "0.01", "--json"])
-    >>> with contextlib.redirect_stdout(io.StringIO()) as out:
-    ...     code = run(args)
-    >>> code, [r["method"] for r in json.loads(out.getvalue())["results"]]
-    (0, ['bare forward+backward', 'XGradient', 'IntegratedGradients(n_steps=4)'])
-    """
+    """Run ``captum-xgrad bench``: the table (or JSON) on stdout; exit 0, 1 (model) or 2 (usage)."""
     return exit_code_of("captum-xgrad bench", lambda: _bench(args))

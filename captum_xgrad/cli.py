@@ -19,25 +19,15 @@ __all__ = ["main", "build_parser"]
 #: Sub-command name -> (module implementing it, one-line help). Each module provides
 #: ``add_arguments(parser)`` and ``run(args) -> int``.
 COMMANDS = {
-    "demo": (
-        "captum_xgrad.demo",
-        "train a small bias-free CNN on scikit-learn's digits and compare XGradient "
-        "with Captum's IntegratedGradients",
-    ),
-    "check": (
-        "captum_xgrad._cli_check",
-        "check whether a model is nonnegatively homogeneous (exit 0: yes, 1: no or the model "
-        "failed, 2: usage error)",
-    ),
-    "bench": (
-        "captum_xgrad._cli_bench",
-        "time XGradient against the bare forward+backward pass and Captum's "
-        "IntegratedGradients on a model (exit 0: timed, 1: the model failed, 2: usage error)",
-    ),
-    "attribute": (
-        "captum_xgrad._cli_attribute",
-        "attribute a whole dataset into an on-disk store (one process, or many under torchrun)",
-    ),
+    "demo": ("captum_xgrad.demo", "train a small bias-free CNN on scikit-learn's digits and "
+             "compare XGradient with Captum's IntegratedGradients"),
+    "check": ("captum_xgrad._cli_check", "check whether a model is nonnegatively homogeneous "
+              "(exit 0: yes, 1: no or the model failed, 2: usage error)"),
+    "bench": ("captum_xgrad._cli_bench", "time XGradient against the bare forward+backward pass "
+              "and Captum's IntegratedGradients on a model (exit 0: timed, 1: the model failed, "
+              "2: usage error)"),
+    "attribute": ("captum_xgrad._cli_attribute", "attribute a whole dataset into an on-disk "
+                  "store (one process, or many under torchrun)"),
 }
 
 #: options whose value may start with "-" (argparse takes "--input-shape -3,64,64" for
