@@ -4,13 +4,12 @@
 
 from __future__ import annotations
 
-import os
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
 
-from .checkpoints import _finish_build
+from .checkpoints import PathLike, _finish_build
 
 __all__ = ["XAlexNet", "xalexnet"]
 
@@ -34,8 +33,7 @@ class XAlexNet(nn.Module):
     >>> from captum_xgrad.models import XAlexNet
     >>> model = XAlexNet(num_classes=10).eval()
     >>> x = torch.rand(1, 3, 64, 64)  # 64x64 is the smallest input it accepts
-    >>> with torch.no_grad():
-    ...     y, y3 = model(x), model(3 * x)
+    >>> y, y3 = model(x), model(3 * x)
     >>> y.shape, torch.allclose(y3, 3 * y, rtol=1e-4, atol=1e-7)
     (torch.Size([1, 10]), True)
     >>> any(m.bias is not None for m in model.modules() if hasattr(m, "bias"))
@@ -69,13 +67,8 @@ class XAlexNet(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-def xalexnet(
-    *,
-    weights: Optional[Union[str, "os.PathLike[str]"]] = None,
-    progress: bool = True,
-    num_classes: int = 1000,
-    **kwargs: Any,
-) -> XAlexNet:
+def xalexnet(*, weights: Optional[PathLike] = None, progress: bool = True,
+             num_classes: int = 1000, **kwargs: Any) -> XAlexNet:
     """Build an X-AlexNet (:class:`XAlexNet`).
 
     Parameters

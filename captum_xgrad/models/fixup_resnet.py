@@ -14,21 +14,18 @@ everything at random. The builders take the arguments described in :mod:`captum_
 from __future__ import annotations
 
 import math
-import os
-from typing import Any, List, Optional, Sequence, Type, Union
+from typing import Any, List, Optional, Sequence, Type
 
 import torch
 from torch import Tensor, nn
 
-from .checkpoints import _finish_build
+from .checkpoints import PathLike, _finish_build
 
 __all__ = [
     "FixupResNet", "XFixupResNet",
     "fixup_resnet18", "fixup_resnet34", "fixup_resnet50", "fixup_resnet101", "fixup_resnet152",
     "xfixup_resnet18", "xfixup_resnet34", "xfixup_resnet50", "xfixup_resnet101", "xfixup_resnet152",
 ]
-
-_Weights = Optional[Union[str, "os.PathLike[str]"]]
 
 
 def _conv(c_in: int, c_out: int, k: int, stride: int = 1) -> nn.Conv2d:
@@ -192,15 +189,10 @@ class XFixupResNet(_ResNetBase):
     --------
     One block per stage (the builders give the standard depths); outputs scale with the input:
 
-    >>> import torch
-    >>> from captum_xgrad.models import XFixupResNet
-    >>> from captum_xgrad.models.fixup_resnet import XFixupBasicBlock
-    >>> _ = torch.manual_seed(0)
-    >>> model = XFixupResNet(XFixupBasicBlock, [1, 1, 1, 1], num_classes=10,
-    ...                      zero_init=False).eval()
+    >>> from captum_xgrad.models.fixup_resnet import XFixupBasicBlock, XFixupResNet
+    >>> model = XFixupResNet(XFixupBasicBlock, [1, 1, 1, 1], num_classes=10, zero_init=False)
     >>> x = torch.rand(2, 3, 32, 32)
-    >>> with torch.no_grad():
-    ...     y, y2 = model(x), model(2 * x)
+    >>> y, y2 = model.eval()(x), model(2 * x)
     >>> y.shape, bool(y.abs().max() > 0), torch.allclose(y2, 2 * y, rtol=1e-4, atol=1e-7)
     (torch.Size([2, 10]), True, True)
     """
@@ -235,14 +227,9 @@ class FixupResNet(_ResNetBase):
     --------
     With its classifier bias, :math:`f(0) \\ne 0`, so the network is not homogeneous:
 
-    >>> import torch
-    >>> from captum_xgrad.models import FixupResNet
-    >>> from captum_xgrad.models.fixup_resnet import FixupBasicBlock
-    >>> _ = torch.manual_seed(0)
-    >>> model = FixupResNet(FixupBasicBlock, [1, 1, 1, 1], num_classes=10,
-    ...                     zero_init=False).eval()
-    >>> with torch.no_grad():
-    ...     f_zero = model(torch.zeros(1, 3, 32, 32))
+    >>> from captum_xgrad.models.fixup_resnet import FixupBasicBlock, FixupResNet
+    >>> model = FixupResNet(FixupBasicBlock, [1, 1, 1, 1], num_classes=10, zero_init=False)
+    >>> f_zero = model.eval()(torch.zeros(1, 3, 32, 32))
     >>> f_zero.shape, bool(f_zero.abs().max() > 0)
     (torch.Size([1, 10]), True)
     >>> sorted(n for n, _ in model.named_parameters() if n.startswith("layer1.0."))
@@ -266,7 +253,7 @@ _LAYOUTS = {18: ([2, 2, 2, 2], False), 34: ([3, 4, 6, 3], False), 50: ([3, 4, 6,
             101: ([3, 4, 23, 3], True), 152: ([3, 8, 36, 3], True)}
 
 
-def _build(depth: int, homogeneous: bool, weights: _Weights, **kwargs: Any) -> Any:
+def _build(depth: int, homogeneous: bool, weights: Optional[PathLike], **kwargs: Any) -> Any:
     layers, bottleneck = _LAYOUTS[depth]
     if homogeneous:
         block: _BlockType = XFixupBottleneck if bottleneck else XFixupBasicBlock
@@ -276,7 +263,7 @@ def _build(depth: int, homogeneous: bool, weights: _Weights, **kwargs: Any) -> A
     return _finish_build(model, f"{'x' if homogeneous else ''}fixup_resnet{depth}", weights)
 
 
-def xfixup_resnet18(*, weights: _Weights = None, progress: bool = True,
+def xfixup_resnet18(*, weights: Optional[PathLike] = None, progress: bool = True,
                     num_classes: int = 1000, **kwargs: Any) -> XFixupResNet:
     """Build an X-Fixup-ResNet-18 (:class:`XFixupResNet`, homogeneous of degree 1).
 
@@ -304,7 +291,7 @@ def xfixup_resnet18(*, weights: _Weights = None, progress: bool = True,
     return _build(18, True, weights, num_classes=num_classes, **kwargs)
 
 
-def xfixup_resnet34(*, weights: _Weights = None, progress: bool = True,
+def xfixup_resnet34(*, weights: Optional[PathLike] = None, progress: bool = True,
                     num_classes: int = 1000, **kwargs: Any) -> XFixupResNet:
     """Build an X-Fixup-ResNet-34 (:class:`XFixupResNet`, homogeneous of degree 1).
 
@@ -332,7 +319,7 @@ def xfixup_resnet34(*, weights: _Weights = None, progress: bool = True,
     return _build(34, True, weights, num_classes=num_classes, **kwargs)
 
 
-def xfixup_resnet50(*, weights: _Weights = None, progress: bool = True,
+def xfixup_resnet50(*, weights: Optional[PathLike] = None, progress: bool = True,
                     num_classes: int = 1000, **kwargs: Any) -> XFixupResNet:
     """Build an X-Fixup-ResNet-50 (:class:`XFixupResNet`, homogeneous of degree 1).
 
@@ -360,7 +347,7 @@ def xfixup_resnet50(*, weights: _Weights = None, progress: bool = True,
     return _build(50, True, weights, num_classes=num_classes, **kwargs)
 
 
-def xfixup_resnet101(*, weights: _Weights = None, progress: bool = True,
+def xfixup_resnet101(*, weights: Optional[PathLike] = None, progress: bool = True,
                      num_classes: int = 1000, **kwargs: Any) -> XFixupResNet:
     """Build an X-Fixup-ResNet-101 (:class:`XFixupResNet`, homogeneous of degree 1).
 
@@ -388,7 +375,7 @@ def xfixup_resnet101(*, weights: _Weights = None, progress: bool = True,
     return _build(101, True, weights, num_classes=num_classes, **kwargs)
 
 
-def xfixup_resnet152(*, weights: _Weights = None, progress: bool = True,
+def xfixup_resnet152(*, weights: Optional[PathLike] = None, progress: bool = True,
                      num_classes: int = 1000, **kwargs: Any) -> XFixupResNet:
     """Build an X-Fixup-ResNet-152 (:class:`XFixupResNet`, homogeneous of degree 1).
 
@@ -416,7 +403,7 @@ def xfixup_resnet152(*, weights: _Weights = None, progress: bool = True,
     return _build(152, True, weights, num_classes=num_classes, **kwargs)
 
 
-def fixup_resnet18(*, weights: _Weights = None, progress: bool = True,
+def fixup_resnet18(*, weights: Optional[PathLike] = None, progress: bool = True,
                    num_classes: int = 1000, **kwargs: Any) -> FixupResNet:
     """Build a Fixup-ResNet-18 with Fixup's biases (:class:`FixupResNet`, not homogeneous).
 
@@ -444,7 +431,7 @@ def fixup_resnet18(*, weights: _Weights = None, progress: bool = True,
     return _build(18, False, weights, num_classes=num_classes, **kwargs)
 
 
-def fixup_resnet34(*, weights: _Weights = None, progress: bool = True,
+def fixup_resnet34(*, weights: Optional[PathLike] = None, progress: bool = True,
                    num_classes: int = 1000, **kwargs: Any) -> FixupResNet:
     """Build a Fixup-ResNet-34 with Fixup's biases (:class:`FixupResNet`, not homogeneous).
 
@@ -472,7 +459,7 @@ def fixup_resnet34(*, weights: _Weights = None, progress: bool = True,
     return _build(34, False, weights, num_classes=num_classes, **kwargs)
 
 
-def fixup_resnet50(*, weights: _Weights = None, progress: bool = True,
+def fixup_resnet50(*, weights: Optional[PathLike] = None, progress: bool = True,
                    num_classes: int = 1000, **kwargs: Any) -> FixupResNet:
     """Build a Fixup-ResNet-50 with Fixup's biases (:class:`FixupResNet`, not homogeneous).
 
@@ -500,7 +487,7 @@ def fixup_resnet50(*, weights: _Weights = None, progress: bool = True,
     return _build(50, False, weights, num_classes=num_classes, **kwargs)
 
 
-def fixup_resnet101(*, weights: _Weights = None, progress: bool = True,
+def fixup_resnet101(*, weights: Optional[PathLike] = None, progress: bool = True,
                     num_classes: int = 1000, **kwargs: Any) -> FixupResNet:
     """Build a Fixup-ResNet-101 with Fixup's biases (:class:`FixupResNet`, not homogeneous).
 
@@ -528,7 +515,7 @@ def fixup_resnet101(*, weights: _Weights = None, progress: bool = True,
     return _build(101, False, weights, num_classes=num_classes, **kwargs)
 
 
-def fixup_resnet152(*, weights: _Weights = None, progress: bool = True,
+def fixup_resnet152(*, weights: Optional[PathLike] = None, progress: bool = True,
                     num_classes: int = 1000, **kwargs: Any) -> FixupResNet:
     """Build a Fixup-ResNet-152 with Fixup's biases (:class:`FixupResNet`, not homogeneous).
 

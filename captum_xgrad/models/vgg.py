@@ -7,17 +7,14 @@ after its biases are dropped (:func:`~captum_xgrad.models.xvgg_from_torchvision`
 
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
-from .checkpoints import _finish_build
+from .checkpoints import PathLike, _finish_build
 
 __all__ = ["XVGG", "VGG_CONFIGS", "make_xvgg_features", "xvgg11", "xvgg13", "xvgg16", "xvgg19"]
-
-_Weights = Optional[Union[str, "os.PathLike[str]"]]
 
 #: number of output channels of each 3x3 convolution; "M" is a 2x2 max-pooling.
 VGG_CONFIGS: Dict[str, List[Union[int, str]]] = {
@@ -96,8 +93,7 @@ class XVGG(nn.Module):
     --------
     An X-VGG-11 on the meta device (shapes only, no memory, no computation):
 
-    >>> from captum_xgrad.models import XVGG
-    >>> from captum_xgrad.models.vgg import VGG_CONFIGS, make_xvgg_features
+    >>> from captum_xgrad.models.vgg import VGG_CONFIGS, XVGG, make_xvgg_features
     >>> with torch.device("meta"):
     ...     model = XVGG(make_xvgg_features(VGG_CONFIGS["xvgg11"]), num_classes=10)
     >>> model(torch.empty(1, 3, 224, 224, device="meta")).shape
@@ -129,7 +125,7 @@ class XVGG(nn.Module):
 
 
 def _xvgg(
-    arch: str, weights: _Weights, num_classes: int, in_channels: int, **kwargs: Any
+    arch: str, weights: Optional[PathLike], num_classes: int, in_channels: int, **kwargs: Any
 ) -> XVGG:
     if weights is not None:
         kwargs.setdefault("init_weights", False)
@@ -137,8 +133,8 @@ def _xvgg(
     return _finish_build(XVGG(features, num_classes=num_classes, **kwargs), arch, weights)
 
 
-def xvgg11(*, weights: _Weights = None, progress: bool = True, num_classes: int = 1000,
-           in_channels: int = 3, **kwargs: Any) -> XVGG:
+def xvgg11(*, weights: Optional[PathLike] = None, progress: bool = True,
+           num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> XVGG:
     """Build an X-VGG-11: VGG configuration "A" without biases (:class:`XVGG`).
 
     Parameters
@@ -165,8 +161,8 @@ def xvgg11(*, weights: _Weights = None, progress: bool = True, num_classes: int 
     return _xvgg("xvgg11", weights, num_classes, in_channels, **kwargs)
 
 
-def xvgg13(*, weights: _Weights = None, progress: bool = True, num_classes: int = 1000,
-           in_channels: int = 3, **kwargs: Any) -> XVGG:
+def xvgg13(*, weights: Optional[PathLike] = None, progress: bool = True,
+           num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> XVGG:
     """Build an X-VGG-13: VGG configuration "B" without biases (:class:`XVGG`).
 
     Parameters
@@ -193,8 +189,8 @@ def xvgg13(*, weights: _Weights = None, progress: bool = True, num_classes: int 
     return _xvgg("xvgg13", weights, num_classes, in_channels, **kwargs)
 
 
-def xvgg16(*, weights: _Weights = None, progress: bool = True, num_classes: int = 1000,
-           in_channels: int = 3, **kwargs: Any) -> XVGG:
+def xvgg16(*, weights: Optional[PathLike] = None, progress: bool = True,
+           num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> XVGG:
     """Build an X-VGG-16: VGG configuration "D" without biases (:class:`XVGG`).
 
     Parameters
@@ -221,8 +217,8 @@ def xvgg16(*, weights: _Weights = None, progress: bool = True, num_classes: int 
     return _xvgg("xvgg16", weights, num_classes, in_channels, **kwargs)
 
 
-def xvgg19(*, weights: _Weights = None, progress: bool = True, num_classes: int = 1000,
-           in_channels: int = 3, **kwargs: Any) -> XVGG:
+def xvgg19(*, weights: Optional[PathLike] = None, progress: bool = True,
+           num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> XVGG:
     """Build an X-VGG-19: VGG configuration "E" without biases (:class:`XVGG`).
 
     Parameters
