@@ -1,18 +1,21 @@
-"""X-DNN model zoo: torchvision-style builders of homogeneous networks.
+"""X-DNN model zoo: torchvision-style builders of the networks of Hesse et al. (2021).
 
-Builders (all take ``weights=None`` or the path of a checkpoint file, ``progress``,
-``num_classes=1000`` and ``**kwargs``; nothing is ever downloaded):
+The X-models :func:`xalexnet`, :func:`xvgg11` ... :func:`xvgg19` and :func:`xfixup_resnet18` ...
+:func:`xfixup_resnet152` have no biases, are nonnegatively homogeneous of degree 1 in eval mode
+and have the ``state_dict`` keys and shapes of the official checkpoints; :func:`fixup_resnet18`
+... :func:`fixup_resnet152` are the biased Fixup-ResNet baselines (not homogeneous). Every
+builder takes these keyword arguments:
 
-- :func:`xalexnet`; :func:`xvgg11`, :func:`xvgg13`, :func:`xvgg16`, :func:`xvgg19`;
-  :func:`xfixup_resnet18`, ..., :func:`xfixup_resnet152`: the bias-free X-DNNs of Hesse
-  et al. (2021), nonnegatively homogeneous of degree 1 in eval mode, whose
-  ``state_dict`` keys and shapes are those of the official checkpoints;
-- :func:`fixup_resnet18`, ..., :func:`fixup_resnet152`: the biased Fixup-ResNet
-  baselines (not homogeneous).
+- ``weights`` (str or PathLike, optional): a checkpoint file in the official format
+  (``{'state_dict', 'arch', ...}``, keys possibly prefixed ``module.``) or a plain state dict,
+  loaded with :func:`load_official_checkpoint`, which raises ``TypeError``, ``ValueError`` or
+  ``FileNotFoundError`` for a bad one. Nothing is ever downloaded; for a torchvision VGG state
+  dict (with biases) use :func:`xvgg_from_torchvision`.
+- ``progress`` (bool, default True): accepted for torchvision compatibility; unused.
+- ``num_classes`` (int, default 1000): the number of outputs.
+- ``in_channels`` and ``**kwargs``: passed to the model class (``zero_init``, ``dropout``...).
 
-:func:`get_model` and :func:`list_models` give registry access by name,
-:func:`load_official_checkpoint` loads the official checkpoint files, and
-:func:`xvgg_from_torchvision` builds an X-VGG from a torchvision VGG state dict.
+:func:`get_model` and :func:`list_models` give access by name.
 
 Examples
 --------
@@ -33,67 +36,26 @@ from torch import nn
 from .alexnet import XAlexNet, xalexnet
 from .checkpoints import load_official_checkpoint, read_checkpoint, xvgg_from_torchvision
 from .fixup_resnet import (
-    FixupResNet,
-    XFixupResNet,
-    fixup_resnet18,
-    fixup_resnet34,
-    fixup_resnet50,
-    fixup_resnet101,
-    fixup_resnet152,
-    xfixup_resnet18,
-    xfixup_resnet34,
-    xfixup_resnet50,
-    xfixup_resnet101,
+    FixupResNet, XFixupResNet, fixup_resnet18, fixup_resnet34, fixup_resnet50, fixup_resnet101,
+    fixup_resnet152, xfixup_resnet18, xfixup_resnet34, xfixup_resnet50, xfixup_resnet101,
     xfixup_resnet152,
 )
 from .vgg import XVGG, xvgg11, xvgg13, xvgg16, xvgg19
 
 __all__ = [
-    "FixupResNet",
-    "XAlexNet",
-    "XFixupResNet",
-    "XVGG",
-    "fixup_resnet18",
-    "fixup_resnet34",
-    "fixup_resnet50",
-    "fixup_resnet101",
-    "fixup_resnet152",
-    "get_model",
-    "get_model_builder",
-    "list_models",
-    "load_official_checkpoint",
-    "read_checkpoint",
-    "xalexnet",
-    "xfixup_resnet18",
-    "xfixup_resnet34",
-    "xfixup_resnet50",
-    "xfixup_resnet101",
-    "xfixup_resnet152",
-    "xvgg11",
-    "xvgg13",
-    "xvgg16",
-    "xvgg19",
-    "xvgg_from_torchvision",
+    "FixupResNet", "XAlexNet", "XFixupResNet", "XVGG",
+    "fixup_resnet18", "fixup_resnet34", "fixup_resnet50", "fixup_resnet101", "fixup_resnet152",
+    "get_model", "get_model_builder", "list_models", "load_official_checkpoint", "read_checkpoint",
+    "xalexnet", "xvgg11", "xvgg13", "xvgg16", "xvgg19", "xvgg_from_torchvision",
+    "xfixup_resnet18", "xfixup_resnet34", "xfixup_resnet50", "xfixup_resnet101", "xfixup_resnet152",
 ]
 
 _BUILDERS: Dict[str, Callable[..., nn.Module]] = {
     fn.__name__: fn
     for fn in (
-        xalexnet,
-        xvgg11,
-        xvgg13,
-        xvgg16,
-        xvgg19,
-        xfixup_resnet18,
-        xfixup_resnet34,
-        xfixup_resnet50,
-        xfixup_resnet101,
-        xfixup_resnet152,
-        fixup_resnet18,
-        fixup_resnet34,
-        fixup_resnet50,
-        fixup_resnet101,
-        fixup_resnet152,
+        xalexnet, xvgg11, xvgg13, xvgg16, xvgg19,
+        xfixup_resnet18, xfixup_resnet34, xfixup_resnet50, xfixup_resnet101, xfixup_resnet152,
+        fixup_resnet18, fixup_resnet34, fixup_resnet50, fixup_resnet101, fixup_resnet152,
     )
 }
 
@@ -122,8 +84,7 @@ def list_models(homogeneous_only: bool = False) -> List[str]:
     >>> len(list_models()), len(list_models(homogeneous_only=True))
     (15, 10)
     """
-    names = HOMOGENEOUS if homogeneous_only else _BUILDERS
-    return sorted(names)
+    return sorted(HOMOGENEOUS if homogeneous_only else _BUILDERS)
 
 
 def get_model_builder(name: str) -> Callable[..., nn.Module]:
@@ -137,7 +98,7 @@ def get_model_builder(name: str) -> Callable[..., nn.Module]:
     Returns
     -------
     callable
-        The builder, e.g. :func:`xvgg16`; call it with ``weights``, ``num_classes``...
+        The builder, e.g. :func:`xvgg16`.
 
     Raises
     ------
@@ -182,19 +143,14 @@ def get_model(name: str, *, weights: Optional[Any] = None, **kwargs: Any) -> nn.
     ------
     ValueError
         For an unknown name.
-    TypeError, FileNotFoundError
-        From :func:`load_official_checkpoint` for a bad ``weights`` (a
-        :class:`ValueError` too for an unreadable or mismatching checkpoint).
+    TypeError, ValueError, FileNotFoundError
+        For a bad ``weights``, from :func:`load_official_checkpoint`.
 
     Examples
     --------
-    >>> import torch
     >>> from captum_xgrad.models import get_model
     >>> model = get_model("xfixup_resnet18", num_classes=10, zero_init=False).eval()
-    >>> type(model).__name__, model.arch
-    ('XFixupResNet', 'xfixup_resnet18')
-    >>> with torch.no_grad():
-    ...     model(torch.rand(1, 3, 32, 32)).shape
-    torch.Size([1, 10])
+    >>> type(model).__name__, model.arch, model(torch.rand(1, 3, 32, 32)).shape
+    ('XFixupResNet', 'xfixup_resnet18', torch.Size([1, 10]))
     """
     return get_model_builder(name)(weights=weights, **kwargs)

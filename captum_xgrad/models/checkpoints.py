@@ -1,18 +1,9 @@
 """Loading the official Fast Axiomatic Attribution checkpoints, offline.
 
-The official training scripts save ``torch.save``d dicts
-``{'epoch', 'arch', 'state_dict', 'best_acc1', 'optimizer'}``. Models trained under
-``nn.DataParallel`` have ``state_dict`` keys prefixed ``module.``; AlexNet/VGG trained
-with only their ``features`` wrapped have ``features.module.0.weight``-style keys.
-:func:`load_official_checkpoint` maps both onto the plain model keys, checks the
-architecture, the key set and every shape, and loads with
-``torch.load(weights_only=True)``, so no code from the file is executed. Nothing is
-ever downloaded: pass the path of a file you have.
-
-:func:`xvgg_from_torchvision` builds an X-VGG from a torchvision VGG state-dict file
-(``vgg16-397923af.pth``) by dropping its biases, as the official code does. The result
-computes a different function from the VGG (the biases are gone) and needs
-fine-tuning.
+The official training scripts save dicts ``{'epoch', 'arch', 'state_dict', 'best_acc1',
+'optimizer'}``; under ``nn.DataParallel`` the keys are prefixed ``module.`` (for AlexNet/VGG
+sometimes only ``features.module.0.weight``). Files are read with ``torch.load(weights_only=True)``
+(no code from the file runs) and nothing is ever downloaded: pass the path of a file you have.
 """
 
 from __future__ import annotations
@@ -36,6 +27,14 @@ def _listing(keys: List[str]) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > _MAX_LISTED else "")
 
 
+def _finish_build(model: nn.Module, arch: str, weights: Optional[PathLike]) -> Any:
+    """The builders' common end: name the model ``arch`` and load ``weights`` if given."""
+    model.arch = arch
+    if weights is not None:
+        load_official_checkpoint(model, weights)
+    return model
+
+
 def read_checkpoint(path: PathLike) -> Dict[str, Any]:
     """Read a checkpoint file with ``torch.load(weights_only=True)`` onto the CPU.
 
@@ -47,29 +46,25 @@ def read_checkpoint(path: PathLike) -> Dict[str, Any]:
     Returns
     -------
     dict
-        ``{'state_dict': ..., 'arch': ..., ...}`` as stored; a file holding a plain state
-        dict is returned as ``{'state_dict': <it>}``.
+        ``{'state_dict': ..., 'arch': ..., ...}`` as stored; a plain state dict comes back as
+        ``{'state_dict': <it>}``.
 
     Raises
     ------
     TypeError
-        If ``path`` is not a path (e.g. a torchvision ``Weights`` enum, which would
-        need a download).
+        If ``path`` is not a path (e.g. a torchvision ``Weights`` enum).
     FileNotFoundError
         If the file does not exist.
     ValueError
-        If the file is corrupt, not a PyTorch checkpoint, or holds something other
-        than a state dict.
+        If the file is corrupt, not a PyTorch checkpoint, or holds no state dict.
 
     Examples
     --------
     >>> import os, tempfile
-    >>> import torch
-    >>> from torch import nn
     >>> from captum_xgrad.models import read_checkpoint
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     path = os.path.join(tmp, "plain.pt")
-    ...     torch.save(nn.Linear(2, 1, bias=False).state_dict(), path)
+    ...     torch.save(torch.nn.Linear(2, 1, bias=False).state_dict(), path)
     ...     checkpoint = read_checkpoint(path)
     >>> list(checkpoint), list(checkpoint["state_dict"])
     (['state_dict'], ['weight'])
@@ -117,15 +112,13 @@ def read_checkpoint(path: PathLike) -> Dict[str, Any]:
     return checkpoint
 
 
-def _strip_parallel_prefixes(state: Mapping[str, Tensor], expected: Mapping[str, Any]) -> "OrderedDict[str, Tensor]":
+def _strip_parallel_prefixes(
+    state: Mapping[str, Tensor], expected: Mapping[str, Any]
+) -> "OrderedDict[str, Tensor]":
     """Map ``module.x`` and ``a.module.x`` (DataParallel) keys onto the model's keys."""
     mapped: "OrderedDict[str, Tensor]" = OrderedDict()
     for key, value in state.items():
-        new = key
-        if new not in expected:
-            if new.startswith("module."):
-                new = new[len("module."):]
-            new = new.replace(".module.", ".")
+        new = key if key in expected else key.removeprefix("module.").replace(".module.", ".")
         if new in mapped:
             raise ValueError(
                 f"the checkpoint has two entries for {new!r} once 'module.' prefixes are "
@@ -150,18 +143,13 @@ def _check_state(
         return
     name = getattr(model, "arch", None) or type(model).__name__
     lines = [f"the checkpoint {source} does not fit the model {name}:"]
-    if missing:
-        lines.append(f"  missing keys ({len(missing)}): {_listing(missing)}")
-    if extra:
-        lines.append(f"  unexpected keys ({len(extra)}): {_listing(extra)}")
-    if bad_shapes:
-        lines.append(f"  shape mismatches ({len(bad_shapes)}): {_listing(bad_shapes)}")
+    found = {"missing keys": missing, "unexpected keys": extra, "shape mismatches": bad_shapes}
+    lines += [f"  {what} ({len(keys)}): {_listing(keys)}" for what, keys in found.items() if keys]
     hints = []
     if extra and all(k.endswith(".bias") for k in extra) and not missing:
         hints.append(
-            "the extra keys are biases: this looks like a model with biases (e.g. a "
-            "torchvision VGG; use captum_xgrad.models.xvgg_from_torchvision, which drops "
-            "them)"
+            "the extra keys are biases: this looks like a model with biases (e.g. a torchvision "
+            "VGG; use captum_xgrad.models.xvgg_from_torchvision, which drops them)"
         )
     if any("running_mean" in k for k in extra):
         hints.append("the checkpoint has BatchNorm statistics, the model has no BatchNorm")
@@ -179,28 +167,24 @@ def load_official_checkpoint(
 ) -> Dict[str, Any]:
     """Load an official Fast Axiomatic Attribution checkpoint into ``model``.
 
-    Reads ``path`` with ``torch.load(weights_only=True)``, removes DataParallel
-    ``module.`` prefixes (also ``features.module.0.weight``-style), checks that the
-    checkpoint's ``arch`` is the model's, that the keys match exactly and that every
-    shape fits, then loads the weights. On any error the model is left unchanged.
+    Reads ``path`` with :func:`read_checkpoint`, removes DataParallel ``module.`` prefixes,
+    checks the ``arch``, that the keys match exactly and every shape fits, then loads the
+    weights. On any error the model is left unchanged.
 
     Parameters
     ----------
     model : nn.Module
         The model to load into, e.g. ``captum_xgrad.models.xvgg16()``.
     path : str or PathLike
-        The checkpoint file: ``{'state_dict', 'arch', 'epoch', ...}`` or a plain state
-        dict.
+        The checkpoint file: ``{'state_dict', 'arch', 'epoch', ...}`` or a plain state dict.
     arch : str, optional
-        The architecture name the checkpoint must have; defaults to ``model.arch``
-        (set by the builders of :mod:`captum_xgrad.models`). Not checked if neither
-        is known or the file has no ``arch``.
+        The architecture the checkpoint must have; defaults to ``model.arch`` (set by the
+        builders). Not checked if neither is known or the file has no ``arch``.
 
     Returns
     -------
     dict
-        The checkpoint's metadata: ``arch``, ``epoch``, ``best_acc1`` (as a float)
-        where present.
+        The checkpoint's ``arch``, ``epoch``, ``best_acc1`` (as a float) where present.
 
     Raises
     ------
@@ -209,12 +193,12 @@ def load_official_checkpoint(
     FileNotFoundError
         If the file does not exist.
     ValueError
-        For a corrupt file, a checkpoint of another architecture, missing or
-        unexpected keys, or shape mismatches (the message lists them).
+        For a corrupt file, another architecture, missing or unexpected keys, or shape
+        mismatches (the message lists them).
 
     Examples
     --------
-    >>> import os, tempfile, torch
+    >>> import os, tempfile
     >>> from captum_xgrad.models import xalexnet, load_official_checkpoint
     >>> trained = xalexnet(num_classes=10)
     >>> state = {"module." + k: v for k, v in trained.state_dict().items()}
@@ -235,19 +219,14 @@ def load_official_checkpoint(
     want = arch if arch is not None else getattr(model, "arch", None)
     if isinstance(ckpt_arch, str) and want is not None and ckpt_arch != want:
         raise ValueError(
-            f"the checkpoint {source} is for arch={ckpt_arch!r} but the model is "
-            f"{want!r}; build the matching model, e.g. "
-            f"captum_xgrad.models.get_model({ckpt_arch!r})."
+            f"the checkpoint {source} is for arch={ckpt_arch!r} but the model is {want!r}; "
+            f"build the matching model, e.g. captum_xgrad.models.get_model({ckpt_arch!r})."
         )
     state = _strip_parallel_prefixes(checkpoint["state_dict"], model.state_dict())
     _check_state(state, model, source, ckpt_arch if isinstance(ckpt_arch, str) else None)
     model.load_state_dict(state, strict=True)
-    meta: Dict[str, Any] = {}
-    for key in ("arch", "epoch", "best_acc1"):
-        if key in checkpoint:
-            value = checkpoint[key]
-            meta[key] = float(value) if isinstance(value, Tensor) else value
-    return meta
+    meta = {key: checkpoint[key] for key in ("arch", "epoch", "best_acc1") if key in checkpoint}
+    return {key: float(v) if isinstance(v, Tensor) else v for key, v in meta.items()}
 
 
 _VGG_DEPTH_BY_CONVS = {8: 11, 10: 13, 13: 16, 16: 19}
@@ -256,15 +235,15 @@ _VGG_DEPTH_BY_CONVS = {8: 11, 10: 13, 13: 16, 16: 19}
 def xvgg_from_torchvision(path: PathLike, *, num_classes: Optional[int] = None) -> nn.Module:
     """Build an X-VGG from a torchvision VGG state-dict file by dropping its biases.
 
-    The depth (11/13/16/19) and the number of classes are read off the file. This is
-    how the official code initialises its X-VGG from ImageNet-pretrained VGG weights;
-    the result computes a different function (no biases) and needs fine-tuning.
+    The depth and the number of classes are read off the file. This is how the official code
+    initialises its X-VGG from ImageNet-pretrained VGG weights; the result computes a different
+    function (no biases) and needs fine-tuning.
 
     Parameters
     ----------
     path : str or PathLike
-        A torchvision VGG ``state_dict`` saved with ``torch.save`` (e.g.
-        ``vgg16-397923af.pth``), or a ``{'state_dict': ...}`` dict holding one.
+        A torchvision VGG ``state_dict`` file (e.g. ``vgg16-397923af.pth``), or one holding
+        ``{'state_dict': ...}``.
     num_classes : int, optional
         Check that the classifier has this many outputs.
 
@@ -278,12 +257,12 @@ def xvgg_from_torchvision(path: PathLike, *, num_classes: Optional[int] = None) 
     FileNotFoundError, TypeError
         As :func:`read_checkpoint`.
     ValueError
-        For a corrupt file, a VGG-BN state dict (X-VGG has no BatchNorm), a state dict
-        that is not a VGG, or a ``num_classes`` that does not match.
+        For a corrupt file, a VGG-BN state dict (X-VGG has no BatchNorm), a state dict that is
+        not a VGG, or a ``num_classes`` that does not match.
 
     Examples
     --------
-    >>> import os, tempfile, torch, torchvision
+    >>> import os, tempfile, torchvision
     >>> from captum_xgrad.models import xvgg_from_torchvision
     >>> vgg = torchvision.models.vgg11(weights=None, num_classes=5)
     >>> with tempfile.TemporaryDirectory() as d:
@@ -310,20 +289,17 @@ def xvgg_from_torchvision(path: PathLike, *, num_classes: Optional[int] = None) 
     depth = _VGG_DEPTH_BY_CONVS.get(len(convs))
     if depth is None or "classifier.6.weight" not in state:
         raise ValueError(
-            f"{source} does not look like a torchvision VGG state dict: it has "
-            f"{len(convs)} 'features.N.weight' convolutions (VGG-11/13/16/19 have "
-            "8/10/13/16) and "
-            + ("a" if "classifier.6.weight" in state else "no")
-            + " 'classifier.6.weight'."
+            f"{source} does not look like a torchvision VGG state dict: it has {len(convs)} "
+            "'features.N.weight' convolutions (VGG-11/13/16/19 have 8/10/13/16) and "
+            f"{'a' if 'classifier.6.weight' in state else 'no'} 'classifier.6.weight'."
         )
     classes = int(state["classifier.6.weight"].shape[0])
     if num_classes is not None and num_classes != classes:
         raise ValueError(
             f"{source} has a classifier with {classes} outputs, not num_classes={num_classes}."
         )
-    in_channels = int(state[convs[0]].shape[1]) if convs else 3
     weights = OrderedDict((k, v) for k, v in state.items() if not k.endswith(".bias"))
-    model = _xvgg(f"xvgg{depth}", None, classes, in_channels, init_weights=False)
+    model = _xvgg(f"xvgg{depth}", None, classes, int(state[convs[0]].shape[1]), init_weights=False)
     _check_state(weights, model, source, None)
     model.load_state_dict(weights, strict=True)
     return model

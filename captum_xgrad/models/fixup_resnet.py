@@ -1,47 +1,31 @@
 r"""Fixup-ResNets, with biases and without (X-Fixup-ResNet, Hesse et al., 2021).
 
-Fixup (Zhang et al., ICLR 2019) trains deep residual networks without normalisation
-by initialising the last layer of every residual branch (and the classifier) to zero
-and scaling the other branch layers by :math:`L^{-1/(2m-2)}` (:math:`L` blocks,
-:math:`m` layers per branch). Without BatchNorm, a ResNet becomes homogeneous once its
-biases are removed: the X-Fixup-ResNet keeps only bias-free convolutions, ReLU,
-max/average pooling and residual additions, so it is homogeneous of degree 1.
-
-The modules and ``state_dict`` keys match the official Fast Axiomatic Attribution
-code: the shortcut projection is a bare 1x1 convolution (key
-``layerN.0.downsample.weight``), and the biased :class:`FixupResNet` carries Fixup's
-scalar ``bias1a``/``bias1b``/.../``scale`` parameters.
-
-Note that with Fixup's initialisation the classifier weights start at zero, so a freshly
-built model outputs zeros; pass ``zero_init=False`` for a random classifier and
-residual branches (useful for tests and demonstrations).
+Fixup (Zhang et al., ICLR 2019) trains residual networks without normalisation by setting the
+last layer of every residual branch and the classifier to zero and scaling the other branch
+layers by :math:`L^{-1/(2m-2)}` (:math:`L` blocks, :math:`m` layers per branch). Without
+BatchNorm and biases, a ResNet is homogeneous of degree 1: the X-Fixup-ResNet has only bias-free
+convolutions, ReLU, pooling and residual additions. Modules and ``state_dict`` keys match the
+official code (the shortcut is a bare 1x1 convolution, ``layerN.0.downsample.weight``; the biased
+:class:`FixupResNet` has Fixup's scalar ``bias1a``, ``bias1b``, ..., ``scale`` parameters).
+A freshly built model outputs zeros (zero classifier); ``zero_init=False`` initialises
+everything at random. The builders take the arguments described in :mod:`captum_xgrad.models`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from typing import Any, List, Optional, Sequence, Type, Union
+from typing import Any, List, Optional, Sequence, Type
 
 import torch
 from torch import Tensor, nn
 
-__all__ = [
-    "FixupResNet",
-    "XFixupResNet",
-    "fixup_resnet18",
-    "fixup_resnet34",
-    "fixup_resnet50",
-    "fixup_resnet101",
-    "fixup_resnet152",
-    "xfixup_resnet18",
-    "xfixup_resnet34",
-    "xfixup_resnet50",
-    "xfixup_resnet101",
-    "xfixup_resnet152",
-]
+from .checkpoints import PathLike, _finish_build
 
-_Weights = Optional[Union[str, "os.PathLike[str]"]]
+__all__ = [
+    "FixupResNet", "XFixupResNet",
+    "fixup_resnet18", "fixup_resnet34", "fixup_resnet50", "fixup_resnet101", "fixup_resnet152",
+    "xfixup_resnet18", "xfixup_resnet34", "xfixup_resnet50", "xfixup_resnet101", "xfixup_resnet152",
+]
 
 
 def _conv(c_in: int, c_out: int, k: int, stride: int = 1) -> nn.Conv2d:
@@ -49,140 +33,100 @@ def _conv(c_in: int, c_out: int, k: int, stride: int = 1) -> nn.Conv2d:
 
 
 def _he_std(weight: Tensor) -> float:
-    fan_out = weight.shape[0] * math.prod(weight.shape[2:])
-    return math.sqrt(2.0 / fan_out)
+    return math.sqrt(2.0 / (weight.shape[0] * math.prod(weight.shape[2:])))
 
 
 def _scalar(value: float) -> nn.Parameter:
     return nn.Parameter(torch.full((1,), float(value)))
 
 
-# ---------------------------------------------------------------- X (bias-free) blocks
-class XFixupBasicBlock(nn.Module):
-    """relu(conv2(relu(conv1(x))) + shortcut(x)), all bias-free."""
+class _Block(nn.Module):
+    """The bias-free convolutions of a residual branch (``conv1``, ``conv2``[, ``conv3``])."""
 
     expansion = 1
-    convs_per_branch = 2
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1,
                  downsample: Optional[nn.Module] = None) -> None:
         super().__init__()
-        self.conv1 = _conv(inplanes, planes, 3, stride)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = _conv(planes, planes, 3)
+        if self.expansion == 1:  # basic block: two 3x3 convolutions
+            self.conv1 = _conv(inplanes, planes, 3, stride)
+            self.relu = nn.ReLU(inplace=True)
+            self.conv2 = _conv(planes, planes, 3)
+        else:  # bottleneck: 1x1, 3x3, 1x1 expanding
+            self.conv1 = _conv(inplanes, planes, 1)
+            self.conv2 = _conv(planes, planes, 3, stride)
+            self.conv3 = _conv(planes, planes * self.expansion, 1)
+            self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.stride = stride
 
     def branch_convs(self) -> List[nn.Conv2d]:
-        return [self.conv1, self.conv2]
+        return [self.conv1, self.conv2] + ([self.conv3] if self.expansion > 1 else [])
+
+    def _shortcut(self, x: Tensor) -> Tensor:
+        return x if self.downsample is None else self.downsample(x)
+
+
+class XFixupBasicBlock(_Block):
+    """relu(conv2(relu(conv1(x))) + shortcut(x)), all bias-free."""
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.conv2(self.relu(self.conv1(x)))
-        shortcut = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + shortcut)
+        return self.relu(self.conv2(self.relu(self.conv1(x))) + self._shortcut(x))
 
 
-class XFixupBottleneck(nn.Module):
+class XFixupBottleneck(_Block):
     """relu(conv3(relu(conv2(relu(conv1(x))))) + shortcut(x)), all bias-free."""
 
     expansion = 4
-    convs_per_branch = 3
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1,
-                 downsample: Optional[nn.Module] = None) -> None:
-        super().__init__()
-        self.conv1 = _conv(inplanes, planes, 1)
-        self.conv2 = _conv(planes, planes, 3, stride)
-        self.conv3 = _conv(planes, planes * self.expansion, 1)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-        self.stride = stride
-
-    def branch_convs(self) -> List[nn.Conv2d]:
-        return [self.conv1, self.conv2, self.conv3]
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.conv1(x))
-        out = self.relu(self.conv2(out))
-        out = self.conv3(out)
-        shortcut = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + shortcut)
+        out = self.conv3(self.relu(self.conv2(self.relu(self.conv1(x)))))
+        return self.relu(out + self._shortcut(x))
 
 
-# ------------------------------------------------------------- Fixup (biased) blocks
-class FixupBasicBlock(nn.Module):
+class FixupBasicBlock(_Block):
     """Fixup basic block: scalar biases before each conv and activation, and a scalar scale."""
-
-    expansion = 1
-    convs_per_branch = 2
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1,
                  downsample: Optional[nn.Module] = None) -> None:
-        super().__init__()
-        self.bias1a = _scalar(0.0)
-        self.conv1 = _conv(inplanes, planes, 3, stride)
-        self.bias1b = _scalar(0.0)
-        self.relu = nn.ReLU(inplace=True)
-        self.bias2a = _scalar(0.0)
-        self.conv2 = _conv(planes, planes, 3)
-        self.scale = _scalar(1.0)
-        self.bias2b = _scalar(0.0)
-        self.downsample = downsample
-        self.stride = stride
-
-    def branch_convs(self) -> List[nn.Conv2d]:
-        return [self.conv1, self.conv2]
+        super().__init__(inplanes, planes, stride, downsample)
+        self.bias1a, self.bias1b, self.bias2a = _scalar(0.0), _scalar(0.0), _scalar(0.0)
+        self.scale, self.bias2b = _scalar(1.0), _scalar(0.0)
 
     def forward(self, x: Tensor) -> Tensor:
         shifted = x + self.bias1a
         out = self.relu(self.conv1(shifted) + self.bias1b)
         out = self.conv2(out + self.bias2a) * self.scale + self.bias2b
-        shortcut = x if self.downsample is None else self.downsample(shifted)
-        return self.relu(out + shortcut)
+        return self.relu(out + self._shortcut(shifted))
 
 
-class FixupBottleneck(nn.Module):
+class FixupBottleneck(_Block):
     """Fixup bottleneck block: scalar biases before each conv and activation, and a scale."""
 
     expansion = 4
-    convs_per_branch = 3
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1,
                  downsample: Optional[nn.Module] = None) -> None:
-        super().__init__()
-        self.bias1a = _scalar(0.0)
-        self.conv1 = _conv(inplanes, planes, 1)
-        self.bias1b = _scalar(0.0)
-        self.bias2a = _scalar(0.0)
-        self.conv2 = _conv(planes, planes, 3, stride)
-        self.bias2b = _scalar(0.0)
-        self.bias3a = _scalar(0.0)
-        self.conv3 = _conv(planes, planes * self.expansion, 1)
-        self.scale = _scalar(1.0)
-        self.bias3b = _scalar(0.0)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-        self.stride = stride
-
-    def branch_convs(self) -> List[nn.Conv2d]:
-        return [self.conv1, self.conv2, self.conv3]
+        super().__init__(inplanes, planes, stride, downsample)
+        self.bias1a, self.bias1b, self.bias2a = _scalar(0.0), _scalar(0.0), _scalar(0.0)
+        self.bias2b, self.bias3a = _scalar(0.0), _scalar(0.0)
+        self.scale, self.bias3b = _scalar(1.0), _scalar(0.0)
 
     def forward(self, x: Tensor) -> Tensor:
         shifted = x + self.bias1a
         out = self.relu(self.conv1(shifted) + self.bias1b)
         out = self.relu(self.conv2(out + self.bias2a) + self.bias2b)
         out = self.conv3(out + self.bias3a) * self.scale + self.bias3b
-        shortcut = x if self.downsample is None else self.downsample(shifted)
-        return self.relu(out + shortcut)
+        return self.relu(out + self._shortcut(shifted))
 
 
-_Block = Union[Type[XFixupBasicBlock], Type[XFixupBottleneck], Type[FixupBasicBlock],
-               Type[FixupBottleneck]]
+_BlockType = Type[_Block]
 
 
 class _ResNetBase(nn.Module):
-    def _build(self, block: _Block, layers: Sequence[int], num_classes: int,
-               in_channels: int, fc_bias: bool) -> None:
+    def _build(self, block: _BlockType, layers: Sequence[int], num_classes: int,
+               in_channels: int, zero_init: bool, fc_bias: bool) -> None:
+        """The torchvision ResNet layout, then Fixup's initialisation."""
         self.num_layers = sum(layers)
         self.inplanes = 64
         self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
@@ -194,8 +138,24 @@ class _ResNetBase(nn.Module):
         self.layer4 = self._make_layer(block, 512, layers[3], 2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * block.expansion, num_classes, bias=fc_bias)
+        for m in self.modules():
+            if isinstance(m, _Block):
+                *convs, last = m.branch_convs()
+                factor = self.num_layers ** (-1.0 / (2 * len(convs)))
+                for conv in convs + ([] if zero_init else [last]):
+                    nn.init.normal_(conv.weight, 0.0, _he_std(conv.weight) * factor)
+                if zero_init:
+                    nn.init.zeros_(last.weight)
+                if m.downsample is not None:
+                    nn.init.normal_(m.downsample.weight, 0.0, _he_std(m.downsample.weight))
+        if zero_init:
+            nn.init.zeros_(self.fc.weight)
+            if self.fc.bias is not None:
+                nn.init.zeros_(self.fc.bias)
 
-    def _make_layer(self, block: _Block, planes: int, blocks: int, stride: int) -> nn.Sequential:
+    def _make_layer(
+        self, block: _BlockType, planes: int, blocks: int, stride: int
+    ) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = _conv(self.inplanes, planes * block.expansion, 1, stride)
@@ -204,24 +164,8 @@ class _ResNetBase(nn.Module):
         layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
-    def _fixup_init(self, zero_init: bool) -> None:
-        """Fixup: He init scaled by L^(-1/(2m-2)), last branch conv and classifier zero."""
-        for m in self.modules():
-            if isinstance(m, (XFixupBasicBlock, XFixupBottleneck, FixupBasicBlock, FixupBottleneck)):
-                convs = m.branch_convs()
-                factor = self.num_layers ** (-1.0 / (2 * m.convs_per_branch - 2))
-                for conv in convs[:-1]:
-                    nn.init.normal_(conv.weight, 0.0, _he_std(conv.weight) * factor)
-                if zero_init:
-                    nn.init.zeros_(convs[-1].weight)
-                else:
-                    nn.init.normal_(convs[-1].weight, 0.0, _he_std(convs[-1].weight) * factor)
-                if m.downsample is not None:
-                    nn.init.normal_(m.downsample.weight, 0.0, _he_std(m.downsample.weight))
-        if zero_init:
-            nn.init.zeros_(self.fc.weight)
-            if self.fc.bias is not None:
-                nn.init.zeros_(self.fc.bias)
+    def _stages(self, x: Tensor) -> Tensor:
+        return self.layer4(self.layer3(self.layer2(self.layer1(self.maxpool(x)))))
 
 
 class XFixupResNet(_ResNetBase):
@@ -243,131 +187,90 @@ class XFixupResNet(_ResNetBase):
 
     Examples
     --------
-    A one-block-per-stage network (the builders :func:`xfixup_resnet18` ... give the
-    standard depths); with ``zero_init=False`` its outputs are not all zero, and they
-    scale with the input:
+    One block per stage (the builders give the standard depths); outputs scale with the input:
 
-    >>> import torch
-    >>> from captum_xgrad.models import XFixupResNet
-    >>> from captum_xgrad.models.fixup_resnet import XFixupBasicBlock
-    >>> _ = torch.manual_seed(0)
-    >>> model = XFixupResNet(XFixupBasicBlock, [1, 1, 1, 1], num_classes=10,
-    ...                      zero_init=False).eval()
+    >>> from captum_xgrad.models.fixup_resnet import XFixupBasicBlock, XFixupResNet
+    >>> model = XFixupResNet(XFixupBasicBlock, [1, 1, 1, 1], num_classes=10, zero_init=False)
     >>> x = torch.rand(2, 3, 32, 32)
-    >>> with torch.no_grad():
-    ...     y, y2 = model(x), model(2 * x)
+    >>> y, y2 = model.eval()(x), model(2 * x)
     >>> y.shape, bool(y.abs().max() > 0), torch.allclose(y2, 2 * y, rtol=1e-4, atol=1e-7)
     (torch.Size([2, 10]), True, True)
     """
 
-    def __init__(self, block: _Block, layers: Sequence[int], num_classes: int = 1000,
+    def __init__(self, block: _BlockType, layers: Sequence[int], num_classes: int = 1000,
                  in_channels: int = 3, zero_init: bool = True) -> None:
         super().__init__()
-        self._build(block, layers, num_classes, in_channels, fc_bias=False)
-        self._fixup_init(zero_init)
+        self._build(block, layers, num_classes, in_channels, zero_init, fc_bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.relu(self.conv1(x)))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        x = self._stages(self.relu(self.conv1(x)))
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
 class FixupResNet(_ResNetBase):
     """Fixup-ResNet with Fixup's scalar biases: *not* homogeneous (the paper's baseline).
 
-    The state dict is that of :class:`XFixupResNet` plus ``bias1``, ``bias2``,
-    ``fc.bias`` and per block ``bias1a``, ``bias1b``, ..., ``scale``.
+    The state dict is that of :class:`XFixupResNet` plus ``bias1``, ``bias2``, ``fc.bias`` and
+    per block ``bias1a``, ``bias1b``, ..., ``scale``.
 
     Parameters
     ----------
     block : FixupBasicBlock or FixupBottleneck
         The residual block type.
-    layers : sequence of 4 int
-        Blocks per stage.
-    num_classes : int, default 1000
-        Number of outputs.
-    in_channels : int, default 3
-        Channels of the input image.
+    layers, num_classes, in_channels
+        As for :class:`XFixupResNet`.
     zero_init : bool, default True
-        Fixup's initialisation (last conv of each branch and the classifier weights and
-        bias at zero); ``False`` initialises them randomly too. The scalar biases
-        start at 0 and the scales at 1 either way.
+        As for :class:`XFixupResNet` (the classifier bias too); the scalar biases start at 0
+        and the scales at 1 either way.
 
     Examples
     --------
     With its classifier bias, :math:`f(0) \\ne 0`, so the network is not homogeneous:
 
-    >>> import torch
-    >>> from captum_xgrad.models import FixupResNet
-    >>> from captum_xgrad.models.fixup_resnet import FixupBasicBlock
-    >>> _ = torch.manual_seed(0)
-    >>> model = FixupResNet(FixupBasicBlock, [1, 1, 1, 1], num_classes=10,
-    ...                     zero_init=False).eval()
-    >>> with torch.no_grad():
-    ...     f_zero = model(torch.zeros(1, 3, 32, 32))
+    >>> from captum_xgrad.models.fixup_resnet import FixupBasicBlock, FixupResNet
+    >>> model = FixupResNet(FixupBasicBlock, [1, 1, 1, 1], num_classes=10, zero_init=False)
+    >>> f_zero = model.eval()(torch.zeros(1, 3, 32, 32))
     >>> f_zero.shape, bool(f_zero.abs().max() > 0)
     (torch.Size([1, 10]), True)
     >>> sorted(n for n, _ in model.named_parameters() if n.startswith("layer1.0."))
     ['layer1.0.bias1a', 'layer1.0.bias1b', 'layer1.0.bias2a', 'layer1.0.bias2b', 'layer1.0.conv1.weight', 'layer1.0.conv2.weight', 'layer1.0.scale']
     """
 
-    def __init__(self, block: _Block, layers: Sequence[int], num_classes: int = 1000,
+    def __init__(self, block: _BlockType, layers: Sequence[int], num_classes: int = 1000,
                  in_channels: int = 3, zero_init: bool = True) -> None:
         super().__init__()
         self.bias1 = _scalar(0.0)
         self.bias2 = _scalar(0.0)
-        self._build(block, layers, num_classes, in_channels, fc_bias=True)
-        self._fixup_init(zero_init)
+        self._build(block, layers, num_classes, in_channels, zero_init, fc_bias=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.relu(self.conv1(x) + self.bias1))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        x = self._stages(self.relu(self.conv1(x) + self.bias1))
         return self.fc(torch.flatten(self.avgpool(x), 1) + self.bias2)
 
 
-_LAYOUTS = {
-    18: ([2, 2, 2, 2], False),
-    34: ([3, 4, 6, 3], False),
-    50: ([3, 4, 6, 3], True),
-    101: ([3, 4, 23, 3], True),
-    152: ([3, 8, 36, 3], True),
-}
+#: blocks per stage and whether the blocks are bottlenecks, by depth
+_LAYOUTS = {18: ([2, 2, 2, 2], False), 34: ([3, 4, 6, 3], False), 50: ([3, 4, 6, 3], True),
+            101: ([3, 4, 23, 3], True), 152: ([3, 8, 36, 3], True)}
 
 
-def _build(depth: int, homogeneous: bool, weights: _Weights, **kwargs: Any) -> nn.Module:
+def _build(depth: int, homogeneous: bool, weights: Optional[PathLike], **kwargs: Any) -> Any:
     layers, bottleneck = _LAYOUTS[depth]
     if homogeneous:
-        block: _Block = XFixupBottleneck if bottleneck else XFixupBasicBlock
+        block: _BlockType = XFixupBottleneck if bottleneck else XFixupBasicBlock
         model: nn.Module = XFixupResNet(block, layers, **kwargs)
-        model.arch = f"xfixup_resnet{depth}"
     else:
-        block = FixupBottleneck if bottleneck else FixupBasicBlock
-        model = FixupResNet(block, layers, **kwargs)
-        model.arch = f"fixup_resnet{depth}"
-    if weights is not None:
-        from .checkpoints import load_official_checkpoint
-
-        load_official_checkpoint(model, weights)
-    return model
+        model = FixupResNet(FixupBottleneck if bottleneck else FixupBasicBlock, layers, **kwargs)
+    return _finish_build(model, f"{'x' if homogeneous else ''}fixup_resnet{depth}", weights)
 
 
-
-def xfixup_resnet18(*, weights: _Weights = None, progress: bool = True,
+def xfixup_resnet18(*, weights: Optional[PathLike] = None, progress: bool = True,
                     num_classes: int = 1000, **kwargs: Any) -> XFixupResNet:
-    """Build an X- Fixup-ResNet-18 without biases (homogeneous of degree 1).
+    """Build an X-Fixup-ResNet-18 (:class:`XFixupResNet`, homogeneous of degree 1).
 
     Parameters
     ----------
-    weights : str or PathLike, optional
-        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
-        keys possibly prefixed ``module.``) or a plain state dict, loaded with
-        :func:`~captum_xgrad.models.load_official_checkpoint`. Nothing is downloaded.
-    progress : bool, default True
-        Accepted for torchvision compatibility; unused (there is no download).
-    num_classes : int, default 1000
-        Number of outputs.
-    **kwargs
-        Passed to :class:`XFixupResNet` (``in_channels``, ``zero_init``).
+    weights, progress, num_classes, **kwargs
+        See :mod:`captum_xgrad.models`; ``kwargs`` go to :class:`XFixupResNet`.
 
     Returns
     -------
@@ -376,36 +279,26 @@ def xfixup_resnet18(*, weights: _Weights = None, progress: bool = True,
     Raises
     ------
     TypeError, ValueError, FileNotFoundError
-        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+        For a bad ``weights``, see :func:`~captum_xgrad.models.load_official_checkpoint`.
 
     Examples
     --------
-    >>> import torch
     >>> from captum_xgrad.models import xfixup_resnet18
     >>> with torch.device("meta"):
-    ...     model = xfixup_resnet18()
-    >>> sum(p.numel() for p in model.parameters())
+    ...     print(sum(p.numel() for p in xfixup_resnet18().parameters()))
     11678912
     """
-    return _build(18, True, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+    return _build(18, True, weights, num_classes=num_classes, **kwargs)
 
 
-def xfixup_resnet34(*, weights: _Weights = None, progress: bool = True,
+def xfixup_resnet34(*, weights: Optional[PathLike] = None, progress: bool = True,
                     num_classes: int = 1000, **kwargs: Any) -> XFixupResNet:
-    """Build an X- Fixup-ResNet-34 without biases (homogeneous of degree 1).
+    """Build an X-Fixup-ResNet-34 (:class:`XFixupResNet`, homogeneous of degree 1).
 
     Parameters
     ----------
-    weights : str or PathLike, optional
-        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
-        keys possibly prefixed ``module.``) or a plain state dict, loaded with
-        :func:`~captum_xgrad.models.load_official_checkpoint`. Nothing is downloaded.
-    progress : bool, default True
-        Accepted for torchvision compatibility; unused (there is no download).
-    num_classes : int, default 1000
-        Number of outputs.
-    **kwargs
-        Passed to :class:`XFixupResNet` (``in_channels``, ``zero_init``).
+    weights, progress, num_classes, **kwargs
+        See :mod:`captum_xgrad.models`; ``kwargs`` go to :class:`XFixupResNet`.
 
     Returns
     -------
@@ -414,36 +307,26 @@ def xfixup_resnet34(*, weights: _Weights = None, progress: bool = True,
     Raises
     ------
     TypeError, ValueError, FileNotFoundError
-        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+        For a bad ``weights``, see :func:`~captum_xgrad.models.load_official_checkpoint`.
 
     Examples
     --------
-    >>> import torch
     >>> from captum_xgrad.models import xfixup_resnet34
     >>> with torch.device("meta"):
-    ...     model = xfixup_resnet34()
-    >>> sum(p.numel() for p in model.parameters())
+    ...     print(sum(p.numel() for p in xfixup_resnet34().parameters()))
     21779648
     """
-    return _build(34, True, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+    return _build(34, True, weights, num_classes=num_classes, **kwargs)
 
 
-def xfixup_resnet50(*, weights: _Weights = None, progress: bool = True,
+def xfixup_resnet50(*, weights: Optional[PathLike] = None, progress: bool = True,
                     num_classes: int = 1000, **kwargs: Any) -> XFixupResNet:
-    """Build an X- Fixup-ResNet-50 without biases (homogeneous of degree 1).
+    """Build an X-Fixup-ResNet-50 (:class:`XFixupResNet`, homogeneous of degree 1).
 
     Parameters
     ----------
-    weights : str or PathLike, optional
-        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
-        keys possibly prefixed ``module.``) or a plain state dict, loaded with
-        :func:`~captum_xgrad.models.load_official_checkpoint`. Nothing is downloaded.
-    progress : bool, default True
-        Accepted for torchvision compatibility; unused (there is no download).
-    num_classes : int, default 1000
-        Number of outputs.
-    **kwargs
-        Passed to :class:`XFixupResNet` (``in_channels``, ``zero_init``).
+    weights, progress, num_classes, **kwargs
+        See :mod:`captum_xgrad.models`; ``kwargs`` go to :class:`XFixupResNet`.
 
     Returns
     -------
@@ -452,36 +335,26 @@ def xfixup_resnet50(*, weights: _Weights = None, progress: bool = True,
     Raises
     ------
     TypeError, ValueError, FileNotFoundError
-        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+        For a bad ``weights``, see :func:`~captum_xgrad.models.load_official_checkpoint`.
 
     Examples
     --------
-    >>> import torch
     >>> from captum_xgrad.models import xfixup_resnet50
     >>> with torch.device("meta"):
-    ...     model = xfixup_resnet50()
-    >>> sum(p.numel() for p in model.parameters())
+    ...     print(sum(p.numel() for p in xfixup_resnet50().parameters()))
     25502912
     """
-    return _build(50, True, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+    return _build(50, True, weights, num_classes=num_classes, **kwargs)
 
 
-def xfixup_resnet101(*, weights: _Weights = None, progress: bool = True,
+def xfixup_resnet101(*, weights: Optional[PathLike] = None, progress: bool = True,
                      num_classes: int = 1000, **kwargs: Any) -> XFixupResNet:
-    """Build an X- Fixup-ResNet-101 without biases (homogeneous of degree 1).
+    """Build an X-Fixup-ResNet-101 (:class:`XFixupResNet`, homogeneous of degree 1).
 
     Parameters
     ----------
-    weights : str or PathLike, optional
-        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
-        keys possibly prefixed ``module.``) or a plain state dict, loaded with
-        :func:`~captum_xgrad.models.load_official_checkpoint`. Nothing is downloaded.
-    progress : bool, default True
-        Accepted for torchvision compatibility; unused (there is no download).
-    num_classes : int, default 1000
-        Number of outputs.
-    **kwargs
-        Passed to :class:`XFixupResNet` (``in_channels``, ``zero_init``).
+    weights, progress, num_classes, **kwargs
+        See :mod:`captum_xgrad.models`; ``kwargs`` go to :class:`XFixupResNet`.
 
     Returns
     -------
@@ -490,36 +363,26 @@ def xfixup_resnet101(*, weights: _Weights = None, progress: bool = True,
     Raises
     ------
     TypeError, ValueError, FileNotFoundError
-        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+        For a bad ``weights``, see :func:`~captum_xgrad.models.load_official_checkpoint`.
 
     Examples
     --------
-    >>> import torch
     >>> from captum_xgrad.models import xfixup_resnet101
     >>> with torch.device("meta"):
-    ...     model = xfixup_resnet101()
-    >>> sum(p.numel() for p in model.parameters())
+    ...     print(sum(p.numel() for p in xfixup_resnet101().parameters()))
     44442816
     """
-    return _build(101, True, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+    return _build(101, True, weights, num_classes=num_classes, **kwargs)
 
 
-def xfixup_resnet152(*, weights: _Weights = None, progress: bool = True,
+def xfixup_resnet152(*, weights: Optional[PathLike] = None, progress: bool = True,
                      num_classes: int = 1000, **kwargs: Any) -> XFixupResNet:
-    """Build an X- Fixup-ResNet-152 without biases (homogeneous of degree 1).
+    """Build an X-Fixup-ResNet-152 (:class:`XFixupResNet`, homogeneous of degree 1).
 
     Parameters
     ----------
-    weights : str or PathLike, optional
-        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
-        keys possibly prefixed ``module.``) or a plain state dict, loaded with
-        :func:`~captum_xgrad.models.load_official_checkpoint`. Nothing is downloaded.
-    progress : bool, default True
-        Accepted for torchvision compatibility; unused (there is no download).
-    num_classes : int, default 1000
-        Number of outputs.
-    **kwargs
-        Passed to :class:`XFixupResNet` (``in_channels``, ``zero_init``).
+    weights, progress, num_classes, **kwargs
+        See :mod:`captum_xgrad.models`; ``kwargs`` go to :class:`XFixupResNet`.
 
     Returns
     -------
@@ -528,36 +391,26 @@ def xfixup_resnet152(*, weights: _Weights = None, progress: bool = True,
     Raises
     ------
     TypeError, ValueError, FileNotFoundError
-        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+        For a bad ``weights``, see :func:`~captum_xgrad.models.load_official_checkpoint`.
 
     Examples
     --------
-    >>> import torch
     >>> from captum_xgrad.models import xfixup_resnet152
     >>> with torch.device("meta"):
-    ...     model = xfixup_resnet152()
-    >>> sum(p.numel() for p in model.parameters())
+    ...     print(sum(p.numel() for p in xfixup_resnet152().parameters()))
     60040384
     """
-    return _build(152, True, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+    return _build(152, True, weights, num_classes=num_classes, **kwargs)
 
 
-def fixup_resnet18(*, weights: _Weights = None, progress: bool = True,
+def fixup_resnet18(*, weights: Optional[PathLike] = None, progress: bool = True,
                    num_classes: int = 1000, **kwargs: Any) -> FixupResNet:
-    """Build a Fixup-ResNet-18 with Fixup's biases (not homogeneous).
+    """Build a Fixup-ResNet-18 with Fixup's biases (:class:`FixupResNet`, not homogeneous).
 
     Parameters
     ----------
-    weights : str or PathLike, optional
-        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
-        keys possibly prefixed ``module.``) or a plain state dict, loaded with
-        :func:`~captum_xgrad.models.load_official_checkpoint`. Nothing is downloaded.
-    progress : bool, default True
-        Accepted for torchvision compatibility; unused (there is no download).
-    num_classes : int, default 1000
-        Number of outputs.
-    **kwargs
-        Passed to :class:`FixupResNet` (``in_channels``, ``zero_init``).
+    weights, progress, num_classes, **kwargs
+        See :mod:`captum_xgrad.models`; ``kwargs`` go to :class:`FixupResNet`.
 
     Returns
     -------
@@ -566,36 +419,26 @@ def fixup_resnet18(*, weights: _Weights = None, progress: bool = True,
     Raises
     ------
     TypeError, ValueError, FileNotFoundError
-        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+        For a bad ``weights``, see :func:`~captum_xgrad.models.load_official_checkpoint`.
 
     Examples
     --------
-    >>> import torch
     >>> from captum_xgrad.models import fixup_resnet18
     >>> with torch.device("meta"):
-    ...     model = fixup_resnet18()
-    >>> sum(p.numel() for p in model.parameters())
+    ...     print(sum(p.numel() for p in fixup_resnet18().parameters()))
     11679954
     """
-    return _build(18, False, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+    return _build(18, False, weights, num_classes=num_classes, **kwargs)
 
 
-def fixup_resnet34(*, weights: _Weights = None, progress: bool = True,
+def fixup_resnet34(*, weights: Optional[PathLike] = None, progress: bool = True,
                    num_classes: int = 1000, **kwargs: Any) -> FixupResNet:
-    """Build a Fixup-ResNet-34 with Fixup's biases (not homogeneous).
+    """Build a Fixup-ResNet-34 with Fixup's biases (:class:`FixupResNet`, not homogeneous).
 
     Parameters
     ----------
-    weights : str or PathLike, optional
-        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
-        keys possibly prefixed ``module.``) or a plain state dict, loaded with
-        :func:`~captum_xgrad.models.load_official_checkpoint`. Nothing is downloaded.
-    progress : bool, default True
-        Accepted for torchvision compatibility; unused (there is no download).
-    num_classes : int, default 1000
-        Number of outputs.
-    **kwargs
-        Passed to :class:`FixupResNet` (``in_channels``, ``zero_init``).
+    weights, progress, num_classes, **kwargs
+        See :mod:`captum_xgrad.models`; ``kwargs`` go to :class:`FixupResNet`.
 
     Returns
     -------
@@ -604,36 +447,26 @@ def fixup_resnet34(*, weights: _Weights = None, progress: bool = True,
     Raises
     ------
     TypeError, ValueError, FileNotFoundError
-        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+        For a bad ``weights``, see :func:`~captum_xgrad.models.load_official_checkpoint`.
 
     Examples
     --------
-    >>> import torch
     >>> from captum_xgrad.models import fixup_resnet34
     >>> with torch.device("meta"):
-    ...     model = fixup_resnet34()
-    >>> sum(p.numel() for p in model.parameters())
+    ...     print(sum(p.numel() for p in fixup_resnet34().parameters()))
     21780730
     """
-    return _build(34, False, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+    return _build(34, False, weights, num_classes=num_classes, **kwargs)
 
 
-def fixup_resnet50(*, weights: _Weights = None, progress: bool = True,
+def fixup_resnet50(*, weights: Optional[PathLike] = None, progress: bool = True,
                    num_classes: int = 1000, **kwargs: Any) -> FixupResNet:
-    """Build a Fixup-ResNet-50 with Fixup's biases (not homogeneous).
+    """Build a Fixup-ResNet-50 with Fixup's biases (:class:`FixupResNet`, not homogeneous).
 
     Parameters
     ----------
-    weights : str or PathLike, optional
-        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
-        keys possibly prefixed ``module.``) or a plain state dict, loaded with
-        :func:`~captum_xgrad.models.load_official_checkpoint`. Nothing is downloaded.
-    progress : bool, default True
-        Accepted for torchvision compatibility; unused (there is no download).
-    num_classes : int, default 1000
-        Number of outputs.
-    **kwargs
-        Passed to :class:`FixupResNet` (``in_channels``, ``zero_init``).
+    weights, progress, num_classes, **kwargs
+        See :mod:`captum_xgrad.models`; ``kwargs`` go to :class:`FixupResNet`.
 
     Returns
     -------
@@ -642,36 +475,26 @@ def fixup_resnet50(*, weights: _Weights = None, progress: bool = True,
     Raises
     ------
     TypeError, ValueError, FileNotFoundError
-        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+        For a bad ``weights``, see :func:`~captum_xgrad.models.load_official_checkpoint`.
 
     Examples
     --------
-    >>> import torch
     >>> from captum_xgrad.models import fixup_resnet50
     >>> with torch.device("meta"):
-    ...     model = fixup_resnet50()
-    >>> sum(p.numel() for p in model.parameters())
+    ...     print(sum(p.numel() for p in fixup_resnet50().parameters()))
     25504026
     """
-    return _build(50, False, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+    return _build(50, False, weights, num_classes=num_classes, **kwargs)
 
 
-def fixup_resnet101(*, weights: _Weights = None, progress: bool = True,
+def fixup_resnet101(*, weights: Optional[PathLike] = None, progress: bool = True,
                     num_classes: int = 1000, **kwargs: Any) -> FixupResNet:
-    """Build a Fixup-ResNet-101 with Fixup's biases (not homogeneous).
+    """Build a Fixup-ResNet-101 with Fixup's biases (:class:`FixupResNet`, not homogeneous).
 
     Parameters
     ----------
-    weights : str or PathLike, optional
-        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
-        keys possibly prefixed ``module.``) or a plain state dict, loaded with
-        :func:`~captum_xgrad.models.load_official_checkpoint`. Nothing is downloaded.
-    progress : bool, default True
-        Accepted for torchvision compatibility; unused (there is no download).
-    num_classes : int, default 1000
-        Number of outputs.
-    **kwargs
-        Passed to :class:`FixupResNet` (``in_channels``, ``zero_init``).
+    weights, progress, num_classes, **kwargs
+        See :mod:`captum_xgrad.models`; ``kwargs`` go to :class:`FixupResNet`.
 
     Returns
     -------
@@ -680,36 +503,26 @@ def fixup_resnet101(*, weights: _Weights = None, progress: bool = True,
     Raises
     ------
     TypeError, ValueError, FileNotFoundError
-        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+        For a bad ``weights``, see :func:`~captum_xgrad.models.load_official_checkpoint`.
 
     Examples
     --------
-    >>> import torch
     >>> from captum_xgrad.models import fixup_resnet101
     >>> with torch.device("meta"):
-    ...     model = fixup_resnet101()
-    >>> sum(p.numel() for p in model.parameters())
+    ...     print(sum(p.numel() for p in fixup_resnet101().parameters()))
     44444049
     """
-    return _build(101, False, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+    return _build(101, False, weights, num_classes=num_classes, **kwargs)
 
 
-def fixup_resnet152(*, weights: _Weights = None, progress: bool = True,
+def fixup_resnet152(*, weights: Optional[PathLike] = None, progress: bool = True,
                     num_classes: int = 1000, **kwargs: Any) -> FixupResNet:
-    """Build a Fixup-ResNet-152 with Fixup's biases (not homogeneous).
+    """Build a Fixup-ResNet-152 with Fixup's biases (:class:`FixupResNet`, not homogeneous).
 
     Parameters
     ----------
-    weights : str or PathLike, optional
-        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
-        keys possibly prefixed ``module.``) or a plain state dict, loaded with
-        :func:`~captum_xgrad.models.load_official_checkpoint`. Nothing is downloaded.
-    progress : bool, default True
-        Accepted for torchvision compatibility; unused (there is no download).
-    num_classes : int, default 1000
-        Number of outputs.
-    **kwargs
-        Passed to :class:`FixupResNet` (``in_channels``, ``zero_init``).
+    weights, progress, num_classes, **kwargs
+        See :mod:`captum_xgrad.models`; ``kwargs`` go to :class:`FixupResNet`.
 
     Returns
     -------
@@ -718,15 +531,13 @@ def fixup_resnet152(*, weights: _Weights = None, progress: bool = True,
     Raises
     ------
     TypeError, ValueError, FileNotFoundError
-        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+        For a bad ``weights``, see :func:`~captum_xgrad.models.load_official_checkpoint`.
 
     Examples
     --------
-    >>> import torch
     >>> from captum_xgrad.models import fixup_resnet152
     >>> with torch.device("meta"):
-    ...     model = fixup_resnet152()
-    >>> sum(p.numel() for p in model.parameters())
+    ...     print(sum(p.numel() for p in fixup_resnet152().parameters()))
     60041736
     """
-    return _build(152, False, weights, num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+    return _build(152, False, weights, num_classes=num_classes, **kwargs)

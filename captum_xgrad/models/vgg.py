@@ -1,18 +1,18 @@
 """X-VGG: VGG-11/13/16/19 without biases (Hesse et al., 2021).
 
-Layer layout and ``state_dict`` keys are those of torchvision's VGG minus the
-``*.bias`` entries, which is what the official Fast Axiomatic Attribution code uses, so
-its X-VGG checkpoints load directly and a torchvision VGG state dict loads after its
-biases are dropped (:func:`~captum_xgrad.models.xvgg_from_torchvision`).
+Layout and ``state_dict`` keys are torchvision's VGG minus the ``*.bias`` entries, as in the
+official code, so its X-VGG checkpoints load directly and a torchvision VGG state dict loads
+after its biases are dropped (:func:`~captum_xgrad.models.xvgg_from_torchvision`).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
+
+from .checkpoints import PathLike, _finish_build
 
 __all__ = ["XVGG", "VGG_CONFIGS", "make_xvgg_features", "xvgg11", "xvgg13", "xvgg16", "xvgg19"]
 
@@ -49,7 +49,6 @@ def make_xvgg_features(config: Sequence[Union[int, str]], in_channels: int = 3) 
 
     Examples
     --------
-    >>> import torch
     >>> from captum_xgrad.models.vgg import make_xvgg_features
     >>> features = make_xvgg_features([8, "M", 16, "M"], in_channels=1)
     >>> [type(m).__name__ for m in features]
@@ -75,8 +74,7 @@ class XVGG(nn.Module):
     Parameters
     ----------
     features : nn.Module
-        The convolutional part, see :func:`make_xvgg_features`; it must output 512
-        channels.
+        The convolutional part (see :func:`make_xvgg_features`), with 512 output channels.
     num_classes : int, default 1000
         Number of outputs.
     init_weights : bool, default True
@@ -88,16 +86,14 @@ class XVGG(nn.Module):
     Raises
     ------
     RuntimeError
-        In ``forward``, from the first linear layer, if ``features`` does not output
-        512 channels.
+        In ``forward``, from the first linear layer, if ``features`` does not output 512
+        channels.
 
     Examples
     --------
     An X-VGG-11 on the meta device (shapes only, no memory, no computation):
 
-    >>> import torch
-    >>> from captum_xgrad.models import XVGG
-    >>> from captum_xgrad.models.vgg import VGG_CONFIGS, make_xvgg_features
+    >>> from captum_xgrad.models.vgg import VGG_CONFIGS, XVGG, make_xvgg_features
     >>> with torch.device("meta"):
     ...     model = XVGG(make_xvgg_features(VGG_CONFIGS["xvgg11"]), num_classes=10)
     >>> model(torch.empty(1, 3, 224, 224, device="meta")).shape
@@ -106,23 +102,14 @@ class XVGG(nn.Module):
     128796352
     """
 
-    def __init__(
-        self,
-        features: nn.Module,
-        num_classes: int = 1000,
-        init_weights: bool = True,
-        dropout: float = 0.5,
-    ) -> None:
+    def __init__(self, features: nn.Module, num_classes: int = 1000, init_weights: bool = True,
+                 dropout: float = 0.5) -> None:
         super().__init__()
         self.features = features
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         self.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096, bias=False),
-            nn.ReLU(True),
-            nn.Dropout(p=dropout),
-            nn.Linear(4096, 4096, bias=False),
-            nn.ReLU(True),
-            nn.Dropout(p=dropout),
+            nn.Linear(512 * 7 * 7, 4096, bias=False), nn.ReLU(True), nn.Dropout(p=dropout),
+            nn.Linear(4096, 4096, bias=False), nn.ReLU(True), nn.Dropout(p=dropout),
             nn.Linear(4096, num_classes, bias=False),
         )
         if init_weights:
@@ -138,44 +125,22 @@ class XVGG(nn.Module):
 
 
 def _xvgg(
-    arch: str,
-    weights: Optional[Union[str, "os.PathLike[str]"]],
-    num_classes: int,
-    in_channels: int,
-    **kwargs: Any,
+    arch: str, weights: Optional[PathLike], num_classes: int, in_channels: int, **kwargs: Any
 ) -> XVGG:
     if weights is not None:
         kwargs.setdefault("init_weights", False)
-    model = XVGG(make_xvgg_features(VGG_CONFIGS[arch], in_channels), num_classes=num_classes, **kwargs)
-    model.arch = arch
-    if weights is not None:
-        from .checkpoints import load_official_checkpoint
-
-        load_official_checkpoint(model, weights)
-    return model
+    features = make_xvgg_features(VGG_CONFIGS[arch], in_channels)
+    return _finish_build(XVGG(features, num_classes=num_classes, **kwargs), arch, weights)
 
 
-
-def xvgg11(*, weights: Optional[Union[str, "os.PathLike[str]"]] = None, progress: bool = True,
+def xvgg11(*, weights: Optional[PathLike] = None, progress: bool = True,
            num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> XVGG:
-    """Build an X-VGG-11 (VGG configuration "A" without biases).
+    """Build an X-VGG-11: VGG configuration "A" without biases (:class:`XVGG`).
 
     Parameters
     ----------
-    weights : str or PathLike, optional
-        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
-        e.g. ``xvgg16_model_best.pth.tar``) or a plain state dict of this model, loaded
-        with :func:`~captum_xgrad.models.load_official_checkpoint`. For a torchvision
-        VGG state dict (with biases) use
-        :func:`~captum_xgrad.models.xvgg_from_torchvision`. Nothing is downloaded.
-    progress : bool, default True
-        Accepted for torchvision compatibility; unused (there is no download).
-    num_classes : int, default 1000
-        Number of outputs.
-    in_channels : int, default 3
-        Channels of the input image.
-    **kwargs
-        Passed to :class:`XVGG` (``init_weights``, ``dropout``).
+    weights, progress, num_classes, in_channels, **kwargs
+        See :mod:`captum_xgrad.models`; ``kwargs`` go to :class:`XVGG`.
 
     Returns
     -------
@@ -184,40 +149,26 @@ def xvgg11(*, weights: Optional[Union[str, "os.PathLike[str]"]] = None, progress
     Raises
     ------
     TypeError, ValueError, FileNotFoundError
-        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+        For a bad ``weights``, from :func:`~captum_xgrad.models.load_official_checkpoint`.
 
     Examples
     --------
-    >>> import torch
     >>> from captum_xgrad.models import xvgg11
     >>> with torch.device("meta"):
-    ...     model = xvgg11()
-    >>> sum(p.numel() for p in model.parameters())
+    ...     print(sum(p.numel() for p in xvgg11().parameters()))
     132851392
     """
     return _xvgg("xvgg11", weights, num_classes, in_channels, **kwargs)
 
 
-def xvgg13(*, weights: Optional[Union[str, "os.PathLike[str]"]] = None, progress: bool = True,
+def xvgg13(*, weights: Optional[PathLike] = None, progress: bool = True,
            num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> XVGG:
-    """Build an X-VGG-13 (VGG configuration "B" without biases).
+    """Build an X-VGG-13: VGG configuration "B" without biases (:class:`XVGG`).
 
     Parameters
     ----------
-    weights : str or PathLike, optional
-        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
-        e.g. ``xvgg16_model_best.pth.tar``) or a plain state dict of this model, loaded
-        with :func:`~captum_xgrad.models.load_official_checkpoint`. For a torchvision
-        VGG state dict (with biases) use
-        :func:`~captum_xgrad.models.xvgg_from_torchvision`. Nothing is downloaded.
-    progress : bool, default True
-        Accepted for torchvision compatibility; unused (there is no download).
-    num_classes : int, default 1000
-        Number of outputs.
-    in_channels : int, default 3
-        Channels of the input image.
-    **kwargs
-        Passed to :class:`XVGG` (``init_weights``, ``dropout``).
+    weights, progress, num_classes, in_channels, **kwargs
+        See :mod:`captum_xgrad.models`; ``kwargs`` go to :class:`XVGG`.
 
     Returns
     -------
@@ -226,40 +177,26 @@ def xvgg13(*, weights: Optional[Union[str, "os.PathLike[str]"]] = None, progress
     Raises
     ------
     TypeError, ValueError, FileNotFoundError
-        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+        For a bad ``weights``, from :func:`~captum_xgrad.models.load_official_checkpoint`.
 
     Examples
     --------
-    >>> import torch
     >>> from captum_xgrad.models import xvgg13
     >>> with torch.device("meta"):
-    ...     model = xvgg13()
-    >>> sum(p.numel() for p in model.parameters())
+    ...     print(sum(p.numel() for p in xvgg13().parameters()))
     133035712
     """
     return _xvgg("xvgg13", weights, num_classes, in_channels, **kwargs)
 
 
-def xvgg16(*, weights: Optional[Union[str, "os.PathLike[str]"]] = None, progress: bool = True,
+def xvgg16(*, weights: Optional[PathLike] = None, progress: bool = True,
            num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> XVGG:
-    """Build an X-VGG-16 (VGG configuration "D" without biases).
+    """Build an X-VGG-16: VGG configuration "D" without biases (:class:`XVGG`).
 
     Parameters
     ----------
-    weights : str or PathLike, optional
-        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
-        e.g. ``xvgg16_model_best.pth.tar``) or a plain state dict of this model, loaded
-        with :func:`~captum_xgrad.models.load_official_checkpoint`. For a torchvision
-        VGG state dict (with biases) use
-        :func:`~captum_xgrad.models.xvgg_from_torchvision`. Nothing is downloaded.
-    progress : bool, default True
-        Accepted for torchvision compatibility; unused (there is no download).
-    num_classes : int, default 1000
-        Number of outputs.
-    in_channels : int, default 3
-        Channels of the input image.
-    **kwargs
-        Passed to :class:`XVGG` (``init_weights``, ``dropout``).
+    weights, progress, num_classes, in_channels, **kwargs
+        See :mod:`captum_xgrad.models`; ``kwargs`` go to :class:`XVGG`.
 
     Returns
     -------
@@ -268,40 +205,26 @@ def xvgg16(*, weights: Optional[Union[str, "os.PathLike[str]"]] = None, progress
     Raises
     ------
     TypeError, ValueError, FileNotFoundError
-        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+        For a bad ``weights``, from :func:`~captum_xgrad.models.load_official_checkpoint`.
 
     Examples
     --------
-    >>> import torch
     >>> from captum_xgrad.models import xvgg16
     >>> with torch.device("meta"):
-    ...     model = xvgg16()
-    >>> sum(p.numel() for p in model.parameters())
+    ...     print(sum(p.numel() for p in xvgg16().parameters()))
     138344128
     """
     return _xvgg("xvgg16", weights, num_classes, in_channels, **kwargs)
 
 
-def xvgg19(*, weights: Optional[Union[str, "os.PathLike[str]"]] = None, progress: bool = True,
+def xvgg19(*, weights: Optional[PathLike] = None, progress: bool = True,
            num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> XVGG:
-    """Build an X-VGG-19 (VGG configuration "E" without biases).
+    """Build an X-VGG-19: VGG configuration "E" without biases (:class:`XVGG`).
 
     Parameters
     ----------
-    weights : str or PathLike, optional
-        Path to a checkpoint in the official format (``{'state_dict', 'arch', ...}``,
-        e.g. ``xvgg16_model_best.pth.tar``) or a plain state dict of this model, loaded
-        with :func:`~captum_xgrad.models.load_official_checkpoint`. For a torchvision
-        VGG state dict (with biases) use
-        :func:`~captum_xgrad.models.xvgg_from_torchvision`. Nothing is downloaded.
-    progress : bool, default True
-        Accepted for torchvision compatibility; unused (there is no download).
-    num_classes : int, default 1000
-        Number of outputs.
-    in_channels : int, default 3
-        Channels of the input image.
-    **kwargs
-        Passed to :class:`XVGG` (``init_weights``, ``dropout``).
+    weights, progress, num_classes, in_channels, **kwargs
+        See :mod:`captum_xgrad.models`; ``kwargs`` go to :class:`XVGG`.
 
     Returns
     -------
@@ -310,16 +233,13 @@ def xvgg19(*, weights: Optional[Union[str, "os.PathLike[str]"]] = None, progress
     Raises
     ------
     TypeError, ValueError, FileNotFoundError
-        From :func:`~captum_xgrad.models.load_official_checkpoint` for a bad ``weights``.
+        For a bad ``weights``, from :func:`~captum_xgrad.models.load_official_checkpoint`.
 
     Examples
     --------
-    >>> import torch
     >>> from captum_xgrad.models import xvgg19
     >>> with torch.device("meta"):
-    ...     model = xvgg19()
-    >>> sum(p.numel() for p in model.parameters())
+    ...     print(sum(p.numel() for p in xvgg19().parameters()))
     143652544
     """
     return _xvgg("xvgg19", weights, num_classes, in_channels, **kwargs)
-
