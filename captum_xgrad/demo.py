@@ -48,8 +48,10 @@ def load_digits_tensors(
 
     Parameters
     ----------
-    test_fraction, seed : float, int
-        Fraction of the 1797 images held out (stratified split) and the split's seed.
+    test_fraction : float, default 0.2
+        Fraction of the 1797 images held out for testing (stratified).
+    seed : int, default 0
+        Seed of the split.
 
     Returns
     -------
@@ -86,16 +88,18 @@ def digits_xcnn(
     num_classes: int = 10, width: int = 16, *, bias: bool = False, image_size: int = 8,
     generator: Optional[torch.Generator] = None,
 ) -> nn.Sequential:
-    """``conv3x3-ReLU-conv3x3-ReLU-maxpool2-linear(64)-ReLU-linear``, bias-free by default.
-
-    Without biases it is homogeneous of degree 1, so X-Gradient equals IG exactly.
+    """``conv3x3-ReLU-conv3x3-ReLU-maxpool2-linear(64)-ReLU-linear``, bias-free (degree 1).
 
     Parameters
     ----------
-    num_classes, width : int
-        Outputs; channels of the first convolution (the second has twice as many).
-    bias, image_size : bool, int
-        Give the layers biases (not homogeneous then); the even side of the 1-channel input.
+    num_classes : int, default 10
+        Number of outputs.
+    width : int, default 16
+        Channels of the first convolution (the second has twice as many).
+    bias : bool, default False
+        Give the layers biases (then the model is not homogeneous).
+    image_size : int, default 8
+        Side of the square one-channel input (16 for the decoy digits); even.
     generator : torch.Generator, optional
         Draws PyTorch's default init :math:`U(\\pm 1/\\sqrt{fan_{in}})`; else the global RNG.
 
@@ -174,10 +178,14 @@ def train_classifier(
 
     Parameters
     ----------
-    model, x, y : torch.nn.Module, Tensor, Tensor
-        The classifier, training inputs and integer labels.
-    epochs, batch_size, lr, seed, log :
-        Optimisation settings (``seed`` fixes the batch order); ``log`` gets a line per epoch.
+    model : torch.nn.Module
+        The classifier.
+    x, y : Tensor
+        Training inputs and integer labels.
+    epochs, batch_size, lr, seed :
+        Optimisation settings (the seed fixes the batch order).
+    log : callable, optional
+        Called with one progress line per epoch.
 
     Returns
     -------
@@ -217,10 +225,14 @@ def compare_with_ig(
 
     Parameters
     ----------
-    model, x, target : torch.nn.Module, Tensor, Tensor
-        A homogeneous model in eval mode, inputs and one class index per example.
-    n_steps, repeats : int
-        Steps of the IG reference; timed calls of each method (after a warm-up).
+    model : torch.nn.Module
+        A homogeneous model in eval mode.
+    x, target : Tensor
+        Batch of inputs and one class index per example.
+    n_steps : int, default 50
+        Steps of the Integrated Gradients reference.
+    repeats : int, default 5
+        Timed calls of each method (after a warm-up; :class:`torch.utils.benchmark.Timer`).
 
     Returns
     -------
@@ -308,14 +320,15 @@ def make_decoy_digits(
 ) -> DecoyDigits:
     r"""Pad the digits by ``pad`` and put a ``patch`` x ``patch`` decoy in a random corner.
 
-    The decoy lies in the padding (it hides no ink) with shade :math:`s = 1 - 0.08\,c`,
-    :math:`c` the label in training, a random digit at test time (:math:`s > 0`, so
-    zero-baseline attributions see it).
+    The decoy (in the padding, hiding no ink) has shade :math:`s = 1 - 0.08\,c > 0`, with
+    :math:`c` the label in training and a random digit at test time.
 
     Parameters
     ----------
-    seed, test_fraction : int, float
-        Seed of the split, corners and test shades; fraction held out for testing.
+    seed : int, default 0
+        Seed of the split, the corners and the test-time shades.
+    test_fraction : float, default 0.2
+        Fraction held out for testing.
     patch, pad : int
         Side of the decoy square and the padding per side.
 
@@ -394,10 +407,14 @@ def ig_attributions(
 
     Parameters
     ----------
-    model, x, target : torch.nn.Module, Tensor, Tensor
-        The classifier (eval mode), images ``(N, 1, H, W)``, one class index per image.
-    homogeneous, n_steps : bool, int
-        Use :class:`~captum_xgrad.XGradient` (``True``) or Captum's IG with ``n_steps``.
+    model : torch.nn.Module
+        The classifier (in eval mode).
+    x, target : Tensor
+        Images ``(N, 1, H, W)`` and one class index per image.
+    homogeneous : bool
+        Use :class:`~captum_xgrad.XGradient` (``True``) or Captum's IG (``False``).
+    n_steps : int, default 32
+        IG steps when ``homogeneous`` is ``False``.
 
     Returns
     -------
@@ -425,8 +442,10 @@ def evaluate_decoy(
 
     Parameters
     ----------
-    model, data : torch.nn.Module, DecoyDigits
-        A trained classifier (evaluated in eval mode, its mode restored) and the data.
+    model : torch.nn.Module
+        A trained classifier (evaluated in eval mode, then its mode is restored).
+    data : DecoyDigits
+        The data set.
     homogeneous, n_steps :
         As in :func:`ig_attributions`.
 
@@ -457,18 +476,22 @@ def train_with_prior(
     method: Optional[AttributionMethod] = None, weight: float = 0.0, epochs: int = 10,
     batch_size: int = 64, lr: float = 1e-3, seed: int = 0, log: Optional[Log] = None,
 ) -> List[float]:
-    r"""Train with Adam on cross-entropy + :math:`\lambda` = ``weight`` times a mask prior.
+    r"""Train with Adam on cross-entropy + ``weight`` times the mask prior on ``mask``.
 
     The loss is :class:`~captum_xgrad.training.AttributionPrior` with
-    :func:`~captum_xgrad.priors.mask_prior` on ``mask`` and the true-class attribution of
-    ``method``; ``weight=0`` or ``method=None`` trains plainly. ``model`` stays in train mode.
+    :func:`~captum_xgrad.priors.mask_prior` on the true-class attribution of ``method``
+    (``weight=0`` or ``method=None``: plain training); ``model`` is left in train mode.
 
     Parameters
     ----------
-    model, x, y, mask : torch.nn.Module, Tensor, Tensor, Tensor
-        The model, training images, labels and decoy masks.
-    method, weight : AttributionMethod, float
-        The attribution inside the prior and the prior's weight.
+    model : torch.nn.Module
+        Trained in place.
+    x, y, mask : Tensor
+        Training images, labels and decoy masks.
+    method : AttributionMethod, optional
+        The attribution inside the prior.
+    weight : float, default 0.0
+        The prior's weight :math:`\lambda`.
     epochs, batch_size, lr, seed, log :
         As in :func:`train_classifier`.
 
@@ -499,17 +522,20 @@ def train_with_prior(
 def decoy_demo(
     path: Path, seed: int = 0, quick: bool = True, log: Optional[Log] = None
 ) -> Dict[str, object]:
-    """Short decoy study: a bias-free CNN trained plainly vs with the X-Gradient mask prior.
+    """Decoy study: a bias-free CNN trained plainly vs with the X-Gradient mask prior.
 
-    Both are scored by :func:`evaluate_decoy`; ``path`` gets test images with both models'
-    X-Gradient maps (:func:`plot_attributions`).
+    Both are scored by :func:`evaluate_decoy`; ``path`` gets their X-Gradient maps.
 
     Parameters
     ----------
-    path, seed : pathlib.Path, int
-        The PNG to write; seed of the data, the initial weights and the batch order.
-    quick, log : bool, callable, optional
-        4 epochs (a few seconds on a CPU) instead of 12; receives progress lines.
+    path : pathlib.Path
+        The PNG to write.
+    seed : int, default 0
+        Seed of the data, the initial weights and the batch order.
+    quick : bool, default True
+        4 epochs (a few seconds on a CPU) instead of 12.
+    log : callable, optional
+        Receives progress lines.
 
     Returns
     -------
@@ -554,8 +580,7 @@ def decoy_demo(
         )
         results[key] = res
         columns[title] = ig_attributions(model.eval(), x, y, homogeneous=True)
-    titles = [f"label {int(t)}" for t in y]
-    results["heatmap"] = plot_attributions(x, columns, Path(path), titles=titles)
+    results["heatmap"] = plot_attributions(x, columns, path, [f"label {int(t)}" for t in y])
     log(f"  heat maps: {results['heatmap']}")
     return results
 
@@ -567,15 +592,18 @@ def plot_attributions(
 
     Parameters
     ----------
-    images, columns : Tensor, dict of str to Tensor
-        ``(N, C, H, W)`` images in ``[0, 1]``; column title -> attributions of that shape.
-    path, titles : pathlib.Path, list of str, optional
-        Output PNG (its folder is created); row labels (e.g. ``"label 3"``).
+    images : Tensor
+        ``(N, C, H, W)`` images in ``[0, 1]``.
+    columns : dict of str to Tensor
+        Column title -> attributions of the shape of ``images``.
+    path : pathlib.Path
+        Output PNG (its folder is created if needed).
+    titles : list of str, optional
+        Row labels (e.g. ``"label 3"``).
 
     Returns
     -------
     pathlib.Path
-        ``path``.
 
     Raises
     ------
@@ -633,22 +661,24 @@ def _save(fig: Any, path: Path) -> Path:
 def plot_all_classes(
     model: nn.Module, image: Tensor, path: Path, label: Optional[int] = None
 ) -> Path:
-    """Save the X-Gradient maps of every class of one image, titled with their probabilities.
+    """Save the X-Gradient maps of every class of one image (one ``attribute_targets`` call).
 
-    One :meth:`~captum_xgrad.XGradient.attribute_targets` call, drawn by
-    :func:`~captum_xgrad.visualization.visualize_targets`.
+    Drawn by :func:`~captum_xgrad.visualization.visualize_targets`, titled with probabilities.
 
     Parameters
     ----------
-    model, image : torch.nn.Module, Tensor
-        A homogeneous classifier in eval mode; one image ``(C, H, W)`` in ``[0, 1]``.
-    path, label : pathlib.Path, int, optional
-        Output PNG; the true class, shown in the title.
+    model : torch.nn.Module
+        A homogeneous classifier in eval mode.
+    image : Tensor
+        One image, ``(C, H, W)``, values in ``[0, 1]``.
+    path : pathlib.Path
+        Output PNG.
+    label : int, optional
+        The true class, shown in the figure title.
 
     Returns
     -------
     pathlib.Path
-        ``path``.
 
     Examples
     --------
@@ -709,9 +739,11 @@ def run(args: argparse.Namespace, log: Log = _print) -> int:
 
     Parameters
     ----------
-    args, log : argparse.Namespace, callable
-        Options from :func:`add_arguments` (``out`` also names ``<stem>_all_classes.png``
-        and ``<stem>_decoy.png``); receives the progress lines (default: print).
+    args : argparse.Namespace
+        Options from :func:`add_arguments`; ``out`` also names ``<stem>_all_classes.png``
+        and ``<stem>_decoy.png``.
+    log : callable, default print
+        Receives the progress lines.
 
     Returns
     -------

@@ -35,25 +35,17 @@ def _show_image(ax: Any, image: np.ndarray, title: str) -> None:
 
 
 def visualize_targets(
-    attributions: ArrayLike,
-    original_image: Optional[ArrayLike] = None,
-    *,
+    attributions: ArrayLike, original_image: Optional[ArrayLike] = None, *,
     targets: Optional[Sequence[Any]] = None,
     class_names: Optional[Union[Sequence[str], Mapping[Any, str]]] = None,
-    method: str = "heat_map",
-    sign: str = "all",
-    ncols: int = 5,
-    outlier_perc: Union[int, float] = 2,
-    cmap: Optional[str] = None,
-    show_image: bool = True,
-    title: Optional[str] = None,
-    panel_size: float = 2.0,
+    method: str = "heat_map", sign: str = "all", ncols: int = 5,
+    outlier_perc: Union[int, float] = 2, cmap: Optional[str] = None, show_image: bool = True,
+    title: Optional[str] = None, panel_size: float = 2.0,
 ) -> Tuple[Any, np.ndarray]:
-    """Lay out the T maps of one example (e.g. from ``attribute_targets``) as a grid.
+    """Lay out the T maps of one example as a grid, one Captum plot per target.
 
-    Each map is drawn, and normalised on its own, by
-    :func:`captum.attr.visualization.visualize_image_attr`: the grid compares where each
-    class looks, not how strongly.
+    Each map is drawn and normalised on its own by
+    :func:`captum.attr.visualization.visualize_image_attr`: where each class looks, not how much.
 
     Parameters
     ----------
@@ -62,13 +54,20 @@ def visualize_targets(
     original_image : Tensor or ndarray, optional
         ``(C, H, W)`` or ``(H, W)`` in ``[0, 1]``: the first panel, and needed by every
         ``method`` but ``"heat_map"``.
-    targets, class_names : sequence, sequence of str or mapping, optional
-        The target of each map (default ``0..T-1``); names indexed or keyed by target
-        (default ``"target <t>"``), the panel titles.
+    targets : sequence, optional
+        The target of each map (default ``0..T-1``).
+    class_names : sequence of str or mapping, optional
+        Panel titles, indexed or keyed by target (default ``"target <t>"``).
     method, sign, outlier_perc, cmap :
         Passed to :func:`~captum.attr.visualization.visualize_image_attr`.
-    ncols, show_image, title, panel_size : int, bool, str, float
-        Panels per row; show the image first; figure title; panel side in inches.
+    ncols : int, default 5
+        Panels per row.
+    show_image : bool, default True
+        Show ``original_image`` (when given) as the first panel.
+    title : str, optional
+        Title of the figure.
+    panel_size : float, default 2.0
+        Width and height of each panel, in inches.
 
     Returns
     -------
