@@ -88,7 +88,10 @@ def digits_xcnn(
     num_classes: int = 10, width: int = 16, *, bias: bool = False, image_size: int = 8,
     generator: Optional[torch.Generator] = None,
 ) -> nn.Sequential:
-    """``conv3x3-ReLU-conv3x3-ReLU-maxpool2-linear(64)-ReLU-linear``, bias-free (degree 1).
+    """A small CNN for the digits: bias-free (nonnegatively homogeneous of degree 1) by default.
+
+    ``conv3x3 - ReLU - conv3x3 - ReLU - maxpool2 - linear(64) - ReLU - linear``. Without
+    biases X-Gradient equals Integrated Gradients (zero baseline) on it exactly.
 
     Parameters
     ----------

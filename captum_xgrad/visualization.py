@@ -85,14 +85,9 @@ def visualize_targets(
 
     Examples
     --------
-    >>> from torch import nn
-    >>> from captum_xgrad import XGradient
     >>> from captum_xgrad.visualization import visualize_targets
-    >>> model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.ReLU(),
-    ...                       nn.Flatten(), nn.Linear(4 * 8 * 8, 3, bias=False)).eval()
-    >>> x = torch.rand(2, 1, 8, 8)
-    >>> maps = XGradient(model).attribute_targets(x)        # (2, 3, 1, 8, 8)
-    >>> fig, axes = visualize_targets(maps[0], x[0], class_names=["cat", "dog", "owl"], ncols=4)
+    >>> maps, image = torch.randn(3, 1, 8, 8), torch.rand(1, 8, 8)  # T=3 maps of one image
+    >>> fig, axes = visualize_targets(maps, image, class_names=["cat", "dog", "owl"], ncols=4)
     >>> [ax.get_title() for ax in axes.flat]
     ['input', 'cat', 'dog', 'owl']
     """
