@@ -32,7 +32,7 @@ LayerAttributions = Union[Tensor, Tuple[Tensor, ...], List[Union[Tensor, Tuple[T
 class LayerXGradient(LayerAttribution, GradientAttribution):
     r"""Layer Integrated Gradients with the zero baseline, in one backward pass.
 
-    Write the model as :math:`f(x) = g(h(x))` with :math:`a = h(x)` the output of ``layer``
+    Write the model as :math:`f(x) = g(h(x))`, with :math:`a = h(x)` the output of ``layer``
     (or its input, with ``attribute_to_layer_input=True``). If :math:`g` is nonnegatively
     homogeneous of degree :math:`k` in :math:`a`, layer IG with the zero layer baseline is
 
@@ -58,13 +58,12 @@ class LayerXGradient(LayerAttribution, GradientAttribution):
         The degree :math:`k` of :math:`g`.
     check : {"static", "off", "warn", "raise"}, default "static"
         Prove once per model state from the traced graph
-        (:func:`~captum_xgrad.homogeneity.certify_layer`) that each layer is exact:
-        :math:`g` homogeneous in the activation alone (what bypasses the layer held fixed)
-        and :math:`h(0) = 0`. This holds at a cut of the graph (a residual stage, the
-        classifier input), not inside a residual block. Otherwise a
-        :class:`~captum_xgrad.NonHomogeneousWarning` names the bypass and an exact
-        enclosing layer (``"raise"``: an error; ``"off"``: no check). A proved degree other
-        than ``degree`` is a ``ValueError``.
+        (:func:`~captum_xgrad.homogeneity.certify_layer`) that each layer is exact: :math:`g`
+        homogeneous in the activation alone (what bypasses the layer held fixed) and
+        :math:`h(0) = 0`, true at a cut of the graph (a residual stage, the classifier input),
+        not inside a residual block. Else a :class:`~captum_xgrad.NonHomogeneousWarning` names
+        the bypass and an exact enclosing layer (``"raise"``: an error; ``"off"``: no check).
+        A proved degree other than ``degree`` is a ``ValueError``.
 
     Raises
     ------
@@ -110,6 +109,7 @@ class LayerXGradient(LayerAttribution, GradientAttribution):
         self.degree = float(validate_degree(degree, allow_auto=False))
         self.check = check
         self._guard = HomogeneityGuard(check, "LayerXGradient")
+        self._layer_list: List[nn.Module] = layers
 
     @property
     def multiplies_by_inputs(self) -> bool:
@@ -169,24 +169,20 @@ class LayerXGradient(LayerAttribution, GradientAttribution):
     ) -> Union[LayerAttributions, Tuple[LayerAttributions, Tensor]]:
         r"""Attribute ``target`` to the layer's activations: :math:`a \odot \nabla_a g(a)/k`.
 
-        Arguments and results are those of
-        :meth:`captum.attr.LayerIntegratedGradients.attribute`, plus the keyword-only
-        ``create_graph`` (which Captum's LayerIntegratedGradients lacks).
+        Arguments and results as for :meth:`captum.attr.LayerIntegratedGradients.attribute`,
+        plus the keyword-only ``create_graph``, which Captum lacks.
 
         Parameters
         ----------
-        inputs, target, additional_forward_args, n_steps, method, internal_batch_size
+        inputs, target, additional_forward_args, n_steps, method, internal_batch_size, create_graph
             As for :meth:`XGradient.attribute <captum_xgrad.XGradient.attribute>`.
         baselines : None, 0 or zero tensors, optional
             Only zero input baselines; anything else raises :class:`ValueError`.
         return_convergence_delta : bool, default False
-            Also return :math:`\sum_j \mathrm{attr}_j - (f(x) - f(0))` per example, summed
-            over all attributed layers (one extra forward pass).
+            Also return :math:`\sum_j \mathrm{attr}_j - (f(x) - f(0))` per example, summed over
+            all attributed layers (one extra forward pass).
         attribute_to_layer_input : bool, default False
             Attribute to the layer's input instead of its output.
-        create_graph : bool, default False
-            Keyword-only. Keep the attributions differentiable with respect to the model's
-            parameters.
 
         Returns
         -------
@@ -274,38 +270,37 @@ class LayerXGradient(LayerAttribution, GradientAttribution):
         attribute_to_layer_input: bool = False,
         create_graph: bool = False,
     ) -> Union[LayerAttributions, Tuple[LayerAttributions, Tensor]]:
-        r"""Layer attributions of many targets from one forward pass.
+        r"""Layer attributions of many targets from one forward pass and batched backward passes.
 
-        The layer counterpart of :meth:`captum_xgrad.XGradient.attribute_targets`: the
-        result for target :math:`t` equals ``attribute(inputs, target=t)``; all targets
-        share one forward pass and batched backward passes.
+        The layer counterpart of :meth:`captum_xgrad.XGradient.attribute_targets`: entry
+        ``[:, t]`` of the result equals ``attribute(inputs, target=targets[t])``.
 
         Parameters
         ----------
         inputs, targets, additional_forward_args, target_batch_size, create_graph
             As for :meth:`captum_xgrad.XGradient.attribute_targets`.
         return_convergence_delta : bool, default False
-            Keyword-only. Also return :math:`\sum_j \mathrm{attr}_j - (f_t(x) - f_t(0))`,
-            shape ``(N, T)``, summed over all attributed layers (one extra forward pass).
+            Keyword-only. Also return :math:`\sum_j \mathrm{attr}_j - (f_t(x) - f_t(0))`, shape
+            ``(N, T)``, summed over all attributed layers (one extra forward pass).
         attribute_to_layer_input : bool, default False
             Keyword-only. Attribute to the layer's input instead of its output.
 
         Returns
         -------
         attributions : Tensor, tuple of Tensor, or list of these
-            For each layer tensor of shape ``(N, *S)`` a tensor of shape ``(N, T, *S)``; a
-            tuple when the layer has several outputs, a list when ``layer`` is a list.
+            Shape ``(N, T, *S)`` for each layer tensor of shape ``(N, *S)``; tuples and lists as
+            for :meth:`attribute`.
         delta : Tensor, optional
             Shape ``(N, T)``, only with ``return_convergence_delta=True``.
 
         Raises
         ------
         ValueError
-            For an empty ``targets``, a target out of range or of the wrong form, a
-            ``target_batch_size`` that is not a positive integer, NaN/Inf inputs or outputs.
+            For empty ``targets``, a target out of range or of the wrong form, a bad
+            ``target_batch_size``, NaN/Inf inputs or outputs.
         TypeError
-            For non-tensor inputs, a single int as ``targets``, or a target that is
-            neither an int nor a tuple of ints.
+            For non-tensor inputs, a single int as ``targets``, or a target that is neither an
+            int nor a tuple of ints.
 
         Examples
         --------
@@ -354,12 +349,9 @@ class LayerXGradient(LayerAttribution, GradientAttribution):
                 )
         return self._result(per_layer, selected.detach(), f_0)
 
-    def _layers(self) -> List[nn.Module]:
-        return self.layer if isinstance(self.layer, list) else [self.layer]
-
     def _verify(self, inputs: Tuple[Tensor, ...], args: Any, to_layer_input: bool) -> None:
         self._guard.verify_layers(
-            self.forward_func, self._layers(), inputs, args, to_layer_input, self.degree
+            self.forward_func, self._layer_list, inputs, args, to_layer_input, self.degree
         )
 
     def _forward(
@@ -370,19 +362,14 @@ class LayerXGradient(LayerAttribution, GradientAttribution):
         target: TargetType = None,
         select: bool = False,
     ) -> Tuple[Tuple[Tensor, ...], Callable[[Sequence[Tensor]], List[Tuple[Tensor, ...]]], Any]:
-        """Forward with hooks: (flat layer activations, a regrouper per layer, output).
-
-        With ``select`` the output is ``target`` of it (validated first), else all of it.
-        """
-        # Detached aliases: Captum may set requires_grad on the layer's input tensors,
-        # which must never be the user's own tensors.
+        """Hooked forward: (activations, their regrouper per layer, output or its ``target``)."""
+        # aliases: Captum may set requires_grad on the layer's inputs (never the user's tensors)
         aliases = tuple(x if x.requires_grad else x.detach() for x in inputs)
-        layers, forward_func, num_examples = self._layers(), self.forward_func, inputs[0].shape[0]
+        layers, forward_func = self._layer_list, self.forward_func
 
         def checked_forward(*call_args: Any) -> Tensor:
             out = forward_func(*call_args)
-            # validate the target against the full output before Captum selects it
-            select_output(out, target, num_examples)
+            select_output(out, target, inputs[0].shape[0])  # validated before Captum selects
             return out
 
         saved, output = _forward_layer_distributed_eval(

@@ -1,9 +1,7 @@
-r"""X-Gradient: Integrated Gradients in one forward and one backward pass.
+r"""X-Gradient: exact Integrated Gradients in one forward and one backward pass.
 
-For a model that is nonnegatively homogeneous of degree :math:`k`, Integrated Gradients
-with the zero baseline has the closed form :math:`\frac{1}{k}\, x \odot \nabla f(x)`
-(Hesse, Schaub-Meyer and Roth, "Fast Axiomatic Attribution for Neural Networks",
-NeurIPS 2021); :class:`XGradient` computes it. The derivation is on the Theory page.
+:class:`XGradient` implements Hesse, Schaub-Meyer and Roth, "Fast Axiomatic Attribution for
+Neural Networks" (NeurIPS 2021); the derivation is on the Theory page.
 """
 
 from __future__ import annotations
@@ -59,15 +57,13 @@ def _attribution(
     create_graph: bool,
     offset: Optional[Tensor] = None,
 ) -> Tensor:
-    """``scale * (x - offset) * grad`` (``scale * grad`` without ``multiply``).
-
-    Detached unless ``create_graph``; then one new tensor, scaled in place (never the
-    gradient itself: autograd may return one tensor for two inputs, or an expanded view).
+    """``scale * (x - offset) * grad`` (``scale * grad`` without ``multiply``), detached
+    unless ``create_graph``; then always a new tensor (autograd's own may be shared or expanded).
     """
     with torch.set_grad_enabled(create_graph):
         if not create_graph:
             x, grad = x.detach(), grad.detach()
-        if not multiply:  # without a graph, a new tensor (never autograd's own)
+        if not multiply:
             return grad if create_graph and scale == 1.0 else grad * scale
         a = torch.mul(x if offset is None else x - offset, grad)
         if scale == 1.0:
@@ -86,42 +82,35 @@ def _delta(attributions: Sequence[Tensor], f_x: Tensor, f_b: Tensor) -> Tensor:
 class XGradient(GradientAttribution):
     r"""Integrated Gradients with the zero baseline, exact and in one backward pass.
 
-    For a model :math:`f` that is nonnegatively homogeneous of degree :math:`k`
-    (:math:`f(\alpha x) = \alpha^k f(x)` for :math:`\alpha \ge 0`), Integrated Gradients
-    with the zero baseline has the closed form
+    If :math:`f` is nonnegatively homogeneous of degree :math:`k`,
+    :math:`f(\alpha x) = \alpha^k f(x)` for :math:`\alpha \ge 0`, then
+    :math:`\nabla f(\alpha x) = \alpha^{k-1} \nabla f(x)`, and Integrated Gradients with the
+    zero baseline has the closed form
 
     .. math::
 
         \mathrm{IG}(x) = x \odot \int_0^1 \nabla f(\alpha x)\,d\alpha
         = \frac{1}{k}\, x \odot \nabla_x f(x),
 
-    because :math:`\nabla f(\alpha x) = \alpha^{k-1} \nabla f(x)`. By Euler's theorem the
-    attributions sum to :math:`f(x) = f(x) - f(0)` (completeness). This equals
-    :class:`captum.attr.IntegratedGradients` with ``baselines=0`` exactly, at the cost of
-    one forward and one backward pass instead of ``n_steps`` of each. Bias-free
-    ReLU/LeakyReLU networks of Linear/Conv layers, max/average pooling, residual additions
-    and shift-free eval-mode BatchNorm have degree 1 (X-DNNs, see
-    :func:`captum_xgrad.make_x_dnn`). ``XGradient`` is a drop-in for
-    ``IntegratedGradients`` (same constructor and :meth:`attribute` arguments and
-    results) and works with :class:`captum.attr.NoiseTunnel`, :mod:`captum.metrics` and
-    :mod:`captum.attr.visualization`.
+    which sums to :math:`f(x) - f(0)` (Euler's theorem). ``XGradient`` computes it in one
+    forward and one backward pass as a drop-in for :class:`captum.attr.IntegratedGradients`
+    (same arguments and results; it works with NoiseTunnel, captum.metrics and visualization).
+    Bias-free ReLU networks (X-DNNs, see :func:`captum_xgrad.make_x_dnn`) have :math:`k = 1`.
 
     Parameters
     ----------
     forward_func : callable
         The model, or a function of the inputs returning a tensor with the batch first.
     multiply_by_inputs : bool, default True
-        ``True``: the attribution :math:`x \odot \nabla f(x)/k`; ``False``: the
-        path-averaged gradient :math:`\nabla f(x)/k`, as ``IntegratedGradients`` returns.
+        ``False``: return :math:`\nabla f(x)/k`, as ``IntegratedGradients`` does.
     degree : float or "auto", default 1
-        The degree :math:`k`. ``"auto"`` estimates it on every call from :math:`f(x/2)` and
-        :math:`f(2x)` (one extra forward pass) and keeps it in :attr:`last_degree`.
+        :math:`k`. ``"auto"`` estimates it on every call from :math:`f(x/2)` and :math:`f(2x)`
+        (one extra forward pass) and keeps it in :attr:`last_degree`.
     check : {"static", "off", "warn", "raise"}, default "static"
-        How to verify homogeneity: ``"static"`` proves it from the traced graph once per
-        model state and warns (:class:`~captum_xgrad.NonHomogeneousWarning`) if it fails;
-        ``"warn"``/``"raise"`` also run :func:`~captum_xgrad.check_homogeneity` once per
-        input shape and warn or raise :class:`~captum_xgrad.NonHomogeneousError`;
-        ``"off"`` checks nothing.
+        ``"static"``: prove homogeneity from the traced graph once per model state, else warn
+        (:class:`~captum_xgrad.NonHomogeneousWarning`); ``"warn"``/``"raise"``: also test it
+        (:func:`~captum_xgrad.check_homogeneity`) once per input shape, and warn or raise
+        :class:`~captum_xgrad.NonHomogeneousError`; ``"off"``: no check.
 
     Raises
     ------
@@ -135,13 +124,10 @@ class XGradient(GradientAttribution):
     >>> import torch
     >>> from torch import nn
     >>> from captum_xgrad import XGradient
-    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-    <torch._C.Generator object at ...>
     >>> model = nn.Sequential(nn.Linear(4, 8, bias=False), nn.ReLU(),
     ...                       nn.Linear(8, 3, bias=False)).eval()
     >>> x = torch.randn(2, 4)
-    >>> attr, delta = XGradient(model).attribute(x, target=1,
-    ...                                          return_convergence_delta=True)
+    >>> attr, delta = XGradient(model).attribute(x, target=1, return_convergence_delta=True)
     >>> attr.shape
     torch.Size([2, 4])
     >>> torch.allclose(attr.sum(dim=1), model(x)[:, 1], atol=1e-6)  # completeness
@@ -225,44 +211,34 @@ class XGradient(GradientAttribution):
     ) -> Union[TensorOrTupleOfTensorsGeneric, Tuple[TensorOrTupleOfTensorsGeneric, Tensor]]:
         r"""Attribute ``target`` to ``inputs``: :math:`\frac{1}{k}\, (x - b) \odot \nabla_x f(x)`.
 
-        Arguments and results are those of :meth:`captum.attr.IntegratedGradients.attribute`,
-        plus the keyword-only ``create_graph``. With the zero baseline :math:`b = 0` this is
-        Integrated Gradients exactly (see :class:`XGradient`). A baseline :math:`b \ne 0`
-        is exact where the model is homogeneous about it, :math:`f(b) = 0` and
-        :math:`f(b + \alpha (x - b)) = \alpha^k f(x)` (e.g. the mean of a normalising
-        first layer); the ``check`` guard proves this, or refuses the baseline.
+        Arguments and results as for :meth:`captum.attr.IntegratedGradients.attribute`, plus the
+        keyword-only ``create_graph``. With :math:`b = 0` this is IG exactly (see
+        :class:`XGradient`). A baseline :math:`b \ne 0` is exact where the model is homogeneous
+        about it, :math:`f(b) = 0` and :math:`f(b + \alpha (x - b)) = \alpha^k f(x)` (e.g. the
+        mean of a normalising first layer); the ``check`` guard proves this or refuses :math:`b`.
 
         Parameters
         ----------
         inputs : Tensor or tuple of Tensor
-            Input(s), batch first; a tuple for a model with several inputs (the result
-            then is a tuple too).
+            Input(s), batch first; a tuple for several inputs (the result is then a tuple).
         baselines : None, scalar, Tensor or tuple of these, optional
-            :math:`b`, one per input, broadcastable to it; ``None`` or 0: the zero
-            baseline. A non-zero baseline the model is not proved homogeneous about (or
-            any, with ``check="off"``) raises :class:`ValueError`.
+            :math:`b` per input (``None`` or 0: zero). One the model is not proved homogeneous
+            about (any, with ``check="off"``) raises :class:`ValueError`.
         target : int, tuple, list, Tensor or None, optional
-            The output to explain, as in Captum: an int class index, a tuple for
-            multi-dimensional outputs, a list or 1-D tensor with one index per example,
-            or ``None`` for a model with one output per example.
+            As in Captum: a class index, a tuple for multi-dimensional outputs, one index per
+            example (list or 1-D tensor), or ``None`` for a model with one output per example.
         additional_forward_args : Any, optional
-            Extra, non-attributed arguments for ``forward_func`` after the inputs (tensors
-            with a batch dimension are chunked with the inputs).
-        n_steps : int, default 50
-            Validated as in Captum and ignored: X-Gradient returns the IG integral itself,
-            which every quadrature exact for :math:`\alpha^{k-1}` also returns.
-        method : str, default "gausslegendre"
-            Validated as in Captum and ignored, as ``n_steps``.
+            Extra, non-attributed arguments for ``forward_func`` (chunked with the inputs).
+        n_steps, method : int, str
+            Validated as in Captum and ignored: X-Gradient returns the IG integral itself.
         internal_batch_size : int, optional
-            Examples per forward and backward pass, to bound peak memory; the result does
-            not depend on it.
+            Examples per forward and backward pass, to bound memory; the result is the same.
         return_convergence_delta : bool, default False
-            Also return :math:`\delta = \sum_i \mathrm{attr}_i - (f(x) - f(b))` per example
-            (~0 on a homogeneous model; one extra forward pass for :math:`f(b)`).
+            Also return :math:`\sum_i \mathrm{attr}_i - (f(x) - f(b))` per example (~0 on a
+            homogeneous model; one extra forward pass).
         create_graph : bool, default False
-            Keyword-only. Keep the attributions differentiable with respect to the model's
-            parameters (and inputs that require grad), e.g. for attribution priors;
-            otherwise they are detached.
+            Keyword-only. Keep the attributions differentiable w.r.t. the parameters (and inputs
+            that require grad), e.g. for attribution priors; else they are detached.
 
         Returns
         -------
@@ -274,10 +250,10 @@ class XGradient(GradientAttribution):
         Raises
         ------
         ValueError
-            For a refused baseline, an invalid or out-of-range target, several outputs per
-            example and no target, NaN/Inf inputs or outputs, invalid
-            ``n_steps``/``method``/``internal_batch_size``, or (``degree="auto"``) no
-            consistent degree (:class:`~captum_xgrad.NonHomogeneousError`).
+            For a refused baseline, an invalid target, several outputs per example and no
+            target, NaN/Inf inputs or outputs, invalid ``n_steps``/``method``/
+            ``internal_batch_size``, or (``degree="auto"``) no consistent degree
+            (:class:`~captum_xgrad.NonHomogeneousError`).
         TypeError
             For non-tensor or integer-typed inputs, or a non-integer target tensor.
 
@@ -365,53 +341,45 @@ class XGradient(GradientAttribution):
     ) -> Union[TensorOrTupleOfTensorsGeneric, Tuple[TensorOrTupleOfTensorsGeneric, Tensor]]:
         r"""Attribute many targets at once: one forward pass, batched backward passes.
 
-        The result for target :math:`t` equals ``attribute(inputs, target=t)`` (zero
-        baseline): the rows of the Jacobian of the selected outputs, scaled by
-        :math:`x/k`, from vector-Jacobian products batched over the targets
-        (``torch.autograd.grad(..., is_grads_batched=True)``). Where an op has no batching
-        rule, the remaining targets run in a loop (same result, one :class:`RuntimeWarning`).
-        The ``check`` guard runs on every output; ``degree="auto"`` is estimated from the
-        first target.
+        Entry ``[:, t]`` of the result equals ``attribute(inputs, target=targets[t])``: rows of
+        the Jacobian scaled by :math:`x/k`, from vector-Jacobian products batched over targets
+        (``is_grads_batched=True``; a loop with one :class:`RuntimeWarning` where an op has no
+        batching rule). The guard checks every output; ``degree="auto"`` uses the first target.
 
         Parameters
         ----------
-        inputs : Tensor or tuple of Tensor
-            Input(s), batch first, as for :meth:`attribute`.
+        inputs, additional_forward_args
+            As for :meth:`attribute`.
         targets : sequence of int or tuple, or None, optional
-            The T targets, each applied to every example: an int class index (negative
-            counts from the end) or a tuple of indices for a multi-dimensional output, in
-            a list, tuple, ``range`` or integer tensor (1-D, or 2-D with one row per
-            target). A tuple of ints is several targets; one multi-dimensional target is
+            The T targets, each for every example: class indices (negative from the end) or
+            index tuples for multi-dimensional outputs, in a list, tuple, ``range`` or integer
+            tensor (1-D, or 2-D with a row per target); a single multi-dimensional target is
             ``[(i, j)]``. ``None``: every output, in row-major order.
-        additional_forward_args : Any, optional
-            Extra, non-attributed arguments for ``forward_func``.
         target_batch_size : int, optional
-            Keyword-only. Targets per batched backward pass (default ``min(T, 64)``); it
-            bounds peak memory and does not change the result.
+            Keyword-only. Targets per batched backward pass (default ``min(T, 64)``); it bounds
+            memory and does not change the result.
         return_convergence_delta : bool, default False
-            Keyword-only. Also return :math:`\sum_i \mathrm{attr}_i - (f_t(x) - f_t(0))`
-            per example and target (one extra forward pass).
+            Keyword-only. Also return :math:`\sum_i \mathrm{attr}_i - (f_t(x) - f_t(0))`, shape
+            ``(N, T)`` (one extra forward pass).
         create_graph : bool, default False
-            Keyword-only. Keep the attributions differentiable, as for :meth:`attribute`.
+            Keyword-only. As for :meth:`attribute`.
 
         Returns
         -------
         attributions : Tensor or tuple of Tensor
-            For each input of shape ``(N, *S)`` a tensor of shape ``(N, T, *S)``;
-            ``attributions[:, t]`` belongs to target ``t``.
+            Shape ``(N, T, *S)`` for each input of shape ``(N, *S)``.
         delta : Tensor, optional
             Shape ``(N, T)``, only with ``return_convergence_delta=True``.
 
         Raises
         ------
         ValueError
-            For an empty ``targets``, a target out of range or with the wrong number of
-            indices, targets for a model with one output per example, a
-            ``target_batch_size`` that is not a positive integer, NaN/Inf inputs or
-            outputs, or (``degree="auto"``) no consistent degree.
+            For empty ``targets``, a target out of range or with the wrong number of indices,
+            targets for a model with one output per example, a bad ``target_batch_size``,
+            NaN/Inf inputs or outputs, or (``degree="auto"``) no consistent degree.
         TypeError
-            For non-tensor or integer-typed inputs, a single int as ``targets``, or a
-            target that is neither an int nor a tuple of ints.
+            For non-tensor or integer-typed inputs, a single int as ``targets``, or a target
+            that is neither an int nor a tuple of ints.
 
         Examples
         --------
@@ -423,8 +391,6 @@ class XGradient(GradientAttribution):
         >>> x = torch.randn(2, 4)
         >>> xg = XGradient(model)
         >>> maps = xg.attribute_targets(x)              # every class: T = 3
-        >>> maps.shape
-        torch.Size([2, 3, 4])
         >>> torch.allclose(maps[:, 1], xg.attribute(x, target=1), atol=1e-6)
         True
         >>> maps, delta = xg.attribute_targets(x, [2, 0], return_convergence_delta=True)
@@ -539,17 +505,15 @@ class XGradient(GradientAttribution):
 def estimate_degree(
     f_x: Tensor, f_half: Tensor, f_double: Tensor, rtol: Optional[float] = None
 ) -> float:
-    r"""Estimate :math:`k = \log_2 (f(2x)/f(x)) = \log_2 (f(x)/f(x/2))`.
-
-    Every output that is not negligibly small gives two estimates; all must agree.
+    r"""Estimate :math:`k = \log_2 (f(2x)/f(x)) = \log_2 (f(x)/f(x/2))`; all estimates must agree.
 
     Parameters
     ----------
     f_x, f_half, f_double : Tensor
         Model outputs at :math:`x`, :math:`x/2` and :math:`2x`, one value per example.
     rtol : float, optional
-        Allowed spread of the estimates; default ``1e-3`` for float32, ``1e-6`` for
-        float64, ``2e-2`` for half precision.
+        Allowed spread of the estimates (default ``1e-3`` for float32, ``1e-6`` for float64,
+        ``2e-2`` for half precision).
 
     Returns
     -------
