@@ -57,13 +57,12 @@ class LayerXGradient(LayerAttribution, GradientAttribution):
     degree : float, default 1
         The degree :math:`k` of :math:`g`.
     check : {"static", "off", "warn", "raise"}, default "static"
-        Prove once per model state from the traced graph
-        (:func:`~captum_xgrad.homogeneity.certify_layer`) that each layer is exact: :math:`g`
-        homogeneous in the activation alone (what bypasses the layer held fixed) and
-        :math:`h(0) = 0`, true at a cut of the graph (a residual stage, the classifier input),
-        not inside a residual block. Else a :class:`~captum_xgrad.NonHomogeneousWarning` names
-        the bypass and an exact enclosing layer (``"raise"``: an error; ``"off"``: no check).
-        A proved degree other than ``degree`` is a ``ValueError``.
+        Prove once per model state (:func:`~captum_xgrad.homogeneity.certify_layer`) that
+        :math:`g` is homogeneous in the activation alone (what bypasses the layer held fixed:
+        true at a cut of the graph, not inside a residual block) and :math:`h(0) = 0`; else a
+        :class:`~captum_xgrad.NonHomogeneousWarning` names the bypass and an exact enclosing
+        layer (see the how-to "Layer attributions"; ``"raise"``: an error; ``"off"``: no
+        check). A proved degree other than ``degree`` is a ``ValueError``.
 
     Raises
     ------
@@ -373,14 +372,9 @@ class LayerXGradient(LayerAttribution, GradientAttribution):
             return out
 
         saved, output = _forward_layer_distributed_eval(
-            checked_forward if select else forward_func,
-            aliases,
-            layers,
-            target_ind=target,
-            additional_forward_args=args,
-            attribute_to_layer_input=to_layer_input,
-            forward_hook_with_return=True,
-            require_layer_grads=True,
+            checked_forward if select else forward_func, aliases, layers, target_ind=target,
+            additional_forward_args=args, attribute_to_layer_input=to_layer_input,
+            forward_hook_with_return=True, require_layer_grads=True,
         )
         device_ids = _extract_device_ids(forward_func, saved, self.device_ids)
         keys = _sort_key_list(list(next(iter(saved.values())).keys()), device_ids)
