@@ -1,18 +1,8 @@
 """captum-xgrad: exact Integrated Gradients in one backward pass for homogeneous networks.
 
-The public API, re-exported here:
-
-- :class:`XGradient`, :class:`LayerXGradient`: drop-in replacements for Captum's
-  ``IntegratedGradients`` and ``LayerIntegratedGradients`` (zero baseline).
-- :func:`certify_homogeneity` / :class:`DegreeCertificate`: a proof from the traced
-  graph that the model is homogeneous (or the node that breaks it).
-- :func:`check_homogeneity` / :class:`HomogeneityReport`: an empirical test on real
-  inputs, and which modules break it.
-- :func:`make_x_dnn` / :class:`ConversionReport`: turn a regular network into an X-DNN.
-- :class:`AttributionPrior` and :mod:`captum_xgrad.priors`: attribution priors in training.
-- :mod:`captum_xgrad.models`: X-AlexNet, X-VGG, X-Fixup-ResNet and the official checkpoints.
-- :class:`NonHomogeneousError`, :class:`NonHomogeneousWarning`.
-- :func:`attribute_dataset` / :class:`AttributionStore`: attributions for a whole dataset.
+The public API: :class:`XGradient` and :class:`LayerXGradient` (drop-ins for Captum's IG),
+homogeneity proofs and checks, :func:`make_x_dnn`, attribution priors, the X-DNN models and
+dataset attribution; the API reference lists each.
 """
 
 from . import models, priors
