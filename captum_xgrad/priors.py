@@ -8,11 +8,11 @@ inputs) and returns a scalar to minimise, differentiable in them; compute them w
 :math:`a_{nd}` is the attribution of feature :math:`d` (non-batch dimensions flattened) of
 example :math:`n`; :math:`N` examples, :math:`D` features.
 
-References: Erion et al., "Improving performance of deep learning models with axiomatic
-attribution priors and expected gradients", Nature Machine Intelligence 2021; Hesse et al.,
-"Fast Axiomatic Attribution for Neural Networks", NeurIPS 2021; Ross et al., "Right for the
-Right Reasons", IJCAI 2017; Rao et al., "Studying How to Efficiently and Effectively Guide
-Models with Explanations", ICCV 2023.
+Sources: Erion et al., "Improving performance of deep learning models with axiomatic
+attribution priors and expected gradients" (Nature Machine Intelligence 2021); Hesse et al.,
+"Fast Axiomatic Attribution for Neural Networks" (NeurIPS 2021); Ross et al., "Right for the
+Right Reasons" (IJCAI 2017); Rao et al., "Studying How to Efficiently and Effectively Guide
+Models with Explanations" (ICCV 2023).
 """
 
 from __future__ import annotations
@@ -145,17 +145,13 @@ def gini_coefficient(values: Tensor, dim: int = -1, eps: float = 1e-12) -> Tenso
 
     Raises
     ------
-    ValueError
-        If ``values`` has negative entries or ``eps`` is not positive.
-    TypeError
-        If ``values`` is not a floating-point tensor.
+    TypeError, ValueError
+        If ``values`` is not a float tensor or has negative entries, or ``eps`` is not positive.
 
     Examples
     --------
     >>> import torch
     >>> from captum_xgrad.priors import gini_coefficient
-    >>> gini_coefficient(torch.tensor([1.0, 1.0, 1.0, 1.0]))
-    tensor(0.)
     >>> gini_coefficient(torch.tensor([0.0, 0.0, 0.0, 2.0]))  # 1 - 1/4
     tensor(0.7500)
     """
@@ -182,13 +178,10 @@ def gini_coefficient(values: Tensor, dim: int = -1, eps: float = 1e-12) -> Tenso
 def gini_prior(attributions: Attributions, eps: float = 1e-12) -> Tensor:
     r"""Sparsity prior: minus the Gini coefficient of the mean absolute attribution.
 
-    .. math::
-
-        \Omega_{\mathrm{Gini}}(\Phi) = -G(\bar a), \qquad
-        \bar a_d = \frac{1}{N} \sum_{n=1}^{N} |a_{nd}|,
-
-    with :math:`G` from :func:`gini_coefficient`: the "global sparsity prior" of Erion et al.
-    (2021), Hesse et al. (2021), Sec. 4.3. :math:`\bar a` is a batch statistic.
+    :math:`\Omega_{\mathrm{Gini}}(\Phi) = -G(\bar a)` with
+    :math:`\bar a_d = \frac{1}{N} \sum_{n=1}^{N} |a_{nd}|` (a batch statistic) and :math:`G`
+    from :func:`gini_coefficient`: the "global sparsity prior" of Erion et al. (2021) used by
+    Hesse et al. (2021), Sec. 4.3.
 
     Parameters
     ----------
@@ -218,11 +211,7 @@ def gini_prior(attributions: Attributions, eps: float = 1e-12) -> Tensor:
 
 
 def l1_prior(attributions: Attributions) -> Tensor:
-    r"""Sparsity prior: the mean over examples of the L1 norm of the attributions.
-
-    .. math::
-
-        \Omega_{L1}(\Phi) = \frac{1}{N} \sum_{n=1}^{N} \sum_{d=1}^{D} |a_{nd}|.
+    r"""Sparsity prior, the mean L1 norm: :math:`\Omega_{L1}(\Phi) = \frac{1}{N} \sum_{n,d} |a_{nd}|`.
 
     Unlike :func:`gini_prior` it also shrinks the attributions' scale (and, by completeness,
     the outputs). Source: Erion et al. (2021), the L1 baselines.
@@ -255,13 +244,9 @@ def l1_prior(attributions: Attributions) -> Tensor:
 def mask_prior(attributions: Attributions, mask: Masks, power: float = 2.0) -> Tensor:
     r""""Right for the right reasons" (Ross et al., 2017): penalise forbidden features.
 
-    .. math::
-
-        \Omega_{\mathrm{RRR}}(\Phi; M) = \frac{1}{N} \sum_{n=1}^{N} \sum_{d=1}^{D}
-            m_{nd}\, |a_{nd}|^{p},
-
-    where :math:`m_{nd} \ge 0` marks (or weighs) the features the model must not use. Ross et
-    al. use :math:`p = 2` on input gradients; here it applies to any attribution.
+    :math:`\Omega_{\mathrm{RRR}}(\Phi; M) = \frac{1}{N} \sum_{n=1}^{N} \sum_{d=1}^{D}
+    m_{nd}\, |a_{nd}|^{p}`, where :math:`m_{nd} \ge 0` marks (or weighs) the features the
+    model must not use. Ross et al. use :math:`p = 2` on input gradients.
 
     Parameters
     ----------
@@ -280,10 +265,9 @@ def mask_prior(attributions: Attributions, mask: Masks, power: float = 2.0) -> T
 
     Raises
     ------
-    ValueError
-        If the mask does not broadcast or has negative entries, or ``power`` is not positive.
-    TypeError
-        For non-tensor attributions or masks.
+    TypeError, ValueError
+        For bad attributions, a mask that is not a tensor, does not broadcast or has negative
+        entries, or a non-positive ``power``.
 
     Examples
     --------
@@ -326,11 +310,9 @@ def energy_loss(attributions: Attributions, mask: Masks, eps: float = 1e-12) -> 
 
     Raises
     ------
-    ValueError
-        If the mask does not broadcast or has entries outside ``[0, 1]``, or ``eps`` is not
-        positive.
-    TypeError
-        For non-tensor attributions or masks.
+    TypeError, ValueError
+        For bad attributions, a mask that is not a tensor, does not broadcast or is not in
+        ``[0, 1]``, or a non-positive ``eps``.
 
     Examples
     --------
@@ -370,10 +352,8 @@ def total_variation_prior(attributions: Attributions) -> Tensor:
 
     Raises
     ------
-    ValueError
-        For attributions with fewer than 3 dimensions (no image).
-    TypeError
-        For non-tensor or non-float attributions.
+    TypeError, ValueError
+        For non-tensor or non-float attributions, or fewer than 3 dimensions (no image).
 
     Examples
     --------

@@ -239,9 +239,8 @@ class IntegratedGradientsMethod(AttributionMethod):
         \mathrm{IG}(x) \approx (x - b) \odot \sum_{s=1}^{n} w_s\,
             \nabla f\big(b + \alpha_s (x - b)\big)
 
-    with the nodes :math:`\alpha_s` and weights :math:`w_s` of
-    :class:`captum.attr.IntegratedGradients`; the batch and its ``n_steps`` path copies go
-    through the model in one call (about :math:`n + 1` times a plain step).
+    with the nodes :math:`\alpha_s` and weights :math:`w_s` of Captum's IntegratedGradients,
+    the batch and its :math:`n` path copies in one call (about :math:`n + 1` times the cost).
 
     Parameters
     ----------
@@ -331,11 +330,9 @@ class ExpectedGradientsMethod(AttributionMethod):
 
     Raises
     ------
-    ValueError
-        For an empty reference set or a non-positive ``k``; at call time if the references'
-        feature shape differs from the inputs'.
-    TypeError
-        If ``references`` is not a floating-point tensor.
+    TypeError, ValueError
+        For non-float or empty references or a non-positive ``k``; at call time if the
+        references' feature shape differs from the inputs'.
 
     Examples
     --------
@@ -488,9 +485,9 @@ class PriorLoss:
     loss : Tensor
         ``task_loss + weight * prior_loss``; call ``loss.backward()``.
     task_loss : Tensor
-        The task loss (differentiable).
+        The task loss.
     prior_loss : Tensor
-        The prior :math:`\\Omega` (differentiable; zero and constant if ``weight == 0``).
+        The prior :math:`\\Omega` (a constant zero if ``weight == 0``).
     output : Tensor
         The model output at the inputs, detached.
     attributions : Tensor or None
@@ -520,18 +517,13 @@ class PriorLoss:
 
 
 class AttributionPrior:
-    r"""Task loss plus a weighted attribution prior, with one model call per step.
+    r"""Task loss plus weighted prior, :math:`\mathcal{L}_{task}(f(x), y) + \lambda\, \Omega(\Phi(x))`.
 
-    .. math::
-
-        \mathcal{L} = \mathcal{L}_{task}(f(x), y) + \lambda\, \Omega(\Phi(x), \dots)
-
-    with attributions :math:`\Phi` differentiable in the parameters and a prior :math:`\Omega`
-    from :mod:`captum_xgrad.priors`. ``helper(inputs, labels, *prior_args, **prior_kwargs)``
-    runs one forward and one backward with ``create_graph=True`` and returns a
-    :class:`PriorLoss`; the extra arguments go to the prior (e.g. a mask). It never calls
-    ``zero_grad``/``step`` or changes the model's mode, so it works with any optimizer,
-    :func:`torch.autocast` and DistributedDataParallel (pass the wrapped model).
+    :math:`\Phi` stays differentiable in the parameters, :math:`\Omega` is e.g. from
+    :mod:`captum_xgrad.priors`. ``helper(inputs, labels, *prior_args, **prior_kwargs)`` runs one
+    forward and one backward (``create_graph=True``) and returns a :class:`PriorLoss`; the extra
+    arguments go to the prior. It never calls ``zero_grad``/``step`` or changes the model's
+    mode: it works with any optimizer, :func:`torch.autocast` and DDP (pass the wrapped model).
 
     Parameters
     ----------
@@ -547,7 +539,7 @@ class AttributionPrior:
         ``"input_x_gradient"``, ``"integrated_gradients"`` (8 Gauss-Legendre steps), or an
         instance such as ``ExpectedGradientsMethod(x_train, k=1)``.
     loss_fn : callable, optional
-        ``loss_fn(output, labels) -> scalar``; default :func:`torch.nn.functional.cross_entropy`.
+        ``loss_fn(output, labels)``; default :func:`torch.nn.functional.cross_entropy`.
     target : {"label", "pred"}, int or callable, default "label"
         The attributed output: labelled class, predicted class, a fixed class, or
         ``target(output_rows) -> (rows,)``. Single-output models attribute their output
@@ -555,12 +547,10 @@ class AttributionPrior:
 
     Raises
     ------
-    TypeError
-        If ``model``, ``prior`` or ``loss_fn`` is not callable, or ``attribution`` has the
-        wrong type.
-    ValueError
-        For a negative or non-finite ``weight``, an unknown ``attribution`` or ``target``;
-        at call time for labels without one row per example or a non-scalar prior.
+    TypeError, ValueError
+        For a non-callable ``model``, ``prior`` or ``loss_fn``, a negative or non-finite
+        ``weight``, an unknown ``attribution`` or ``target``; at call time for non-float
+        inputs, labels without one row per example or a non-scalar prior.
 
     Examples
     --------
@@ -569,14 +559,11 @@ class AttributionPrior:
     >>> from captum_xgrad.training import AttributionPrior
     >>> model = torch.nn.Sequential(torch.nn.Linear(6, 16, bias=False), torch.nn.ReLU(),
     ...                             torch.nn.Linear(16, 3, bias=False))
-    >>> helper = AttributionPrior(model, gini_prior, weight=0.1)
-    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    >>> parts = helper(torch.randn(8, 6), torch.randint(0, 3, (8,)))
-    >>> opt.zero_grad(); parts.loss.backward(); opt.step()
+    >>> parts = AttributionPrior(model, gini_prior, weight=0.1)(torch.randn(8, 6),
+    ...                                                        torch.randint(0, 3, (8,)))
+    >>> parts.loss.backward()  # then optimizer.step()
     >>> parts.attributions.shape
     torch.Size([8, 6])
-    >>> bool(torch.isclose(parts.loss, parts.task_loss + 0.1 * parts.prior_loss))
-    True
     """
 
     def __init__(
