@@ -211,7 +211,7 @@ def gini_prior(attributions: Attributions, eps: float = 1e-12) -> Tensor:
 
 
 def l1_prior(attributions: Attributions) -> Tensor:
-    r"""Sparsity prior, the mean L1 norm: :math:`\Omega_{L1}(\Phi) = \frac{1}{N} \sum_{n,d} |a_{nd}|`.
+    r"""Sparsity prior, the mean L1 norm :math:`\Omega_{L1}(\Phi) = \frac{1}{N}\sum_{n,d} |a_{nd}|`.
 
     Unlike :func:`gini_prior` it also shrinks the attributions' scale (and, by completeness,
     the outputs). Source: Erion et al. (2021), the L1 baselines.

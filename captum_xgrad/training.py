@@ -219,7 +219,7 @@ def _path_attribution(
     model: Callable[[Tensor], Tensor], x: Tensor, starts: Tensor, alphas: Tensor,
     weights: Tensor, select: Selector
 ) -> Tuple[Tensor, Tensor]:
-    r"""Output at ``x`` and :math:`\sum_r w_r (x - s_r) \odot \nabla f(s_r + \alpha_r (x - s_r))`."""
+    r"""Output at ``x``, :math:`\sum_r w_r (x - s_r) \odot \nabla f(s_r + \alpha_r (x - s_r))`."""
     n, repeats = x.shape[0], starts.shape[0] // x.shape[0]
     view = (-1,) + (1,) * (x.dim() - 1)
     diff = x.repeat((repeats,) + (1,) * (x.dim() - 1)) - starts
@@ -254,8 +254,8 @@ class IntegratedGradientsMethod(AttributionMethod):
 
     Raises
     ------
-    ValueError
-        For a non-positive ``n_steps`` or an unknown ``method``.
+    TypeError, ValueError
+        For a non-positive ``n_steps``, an unknown ``method`` or a bad ``baseline``.
 
     Examples
     --------
@@ -279,7 +279,7 @@ class IntegratedGradientsMethod(AttributionMethod):
             raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}.")
         alphas, weights = _quadrature(int(n_steps), method)
         if not isinstance(baseline, (Tensor, numbers.Real)) or isinstance(baseline, bool):
-            raise TypeError(f"baseline must be a number or a tensor, got {type(baseline).__name__}.")
+            raise TypeError(f"baseline must be a number or a tensor, got {_kind(baseline)}.")
         self.n_steps = int(n_steps)
         self.method = method
         self.baseline = baseline
@@ -517,7 +517,7 @@ class PriorLoss:
 
 
 class AttributionPrior:
-    r"""Task loss plus weighted prior, :math:`\mathcal{L}_{task}(f(x), y) + \lambda\, \Omega(\Phi(x))`.
+    r"""Task loss plus prior, :math:`\mathcal{L}_{task}(f(x), y) + \lambda\,\Omega(\Phi(x))`.
 
     :math:`\Phi` stays differentiable in the parameters, :math:`\Omega` is e.g. from
     :mod:`captum_xgrad.priors`. ``helper(inputs, labels, *prior_args, **prior_kwargs)`` runs one
@@ -619,9 +619,7 @@ class AttributionPrior:
             )
         if not isinstance(labels, Tensor) or labels.dim() == 0 or labels.shape[0] != n:
             got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
-            raise ValueError(
-                f"labels must be a tensor with one row per example ({n}), got {got}."
-            )
+            raise ValueError(f"labels must be a tensor with one row per example ({n}), got {got}.")
         if self.weight == 0.0:
             output = self.model(inputs)
             _check_output(output, n)
