@@ -2,7 +2,7 @@ r"""Turn a network into an X-DNN, a nonnegatively homogeneous network: :func:`ma
 
 The converted model computes a *different function* (dropping the shifts changes every
 activation), so a converted pretrained model needs fine-tuning; see the how-to "Check and
-convert a model" and ``examples/convert_and_finetune_digits.py``.
+convert your model" and ``examples/convert_and_finetune_digits.py``.
 """
 
 from __future__ import annotations
