@@ -59,7 +59,6 @@ class AttributionMethod(abc.ABC):
     Examples
     --------
     >>> import torch
-    >>> from torch import nn
     >>> from captum_xgrad import AttributionPrior, priors
     >>> from captum_xgrad.training import AttributionMethod
     >>> class InputTimesGradient(AttributionMethod):
@@ -68,7 +67,7 @@ class AttributionMethod(abc.ABC):
     ...         out = model(x)
     ...         (g,) = torch.autograd.grad(select(out, out).sum(), x, create_graph=True)
     ...         return out, x * g
-    >>> helper = AttributionPrior(nn.Linear(4, 3), priors.l1_prior, weight=0.1,
+    >>> helper = AttributionPrior(torch.nn.Linear(4, 3), priors.l1_prior, weight=0.1,
     ...                           attribution=InputTimesGradient())
     >>> helper(torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])).attributions.shape
     torch.Size([5, 4])
@@ -262,9 +261,8 @@ class IntegratedGradientsMethod(AttributionMethod):
     >>> import torch
     >>> from captum_xgrad.training import IntegratedGradientsMethod
     >>> model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh())
-    >>> x = torch.randn(4, 3)
     >>> out, attr = IntegratedGradientsMethod(n_steps=16).forward_and_attribute(
-    ...     model, x, lambda rows, out_x: rows[:, 0])
+    ...     model, torch.randn(4, 3), lambda rows, out_x: rows[:, 0])
     >>> f0 = model(torch.zeros(1, 3))[:, 0]
     >>> torch.allclose(attr.sum(1), out[:, 0] - f0, atol=1e-4)  # completeness
     True
