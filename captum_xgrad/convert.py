@@ -1,37 +1,17 @@
-r"""Turn a network into an X-DNN: a nonnegatively homogeneous network.
+r"""Turn a network into an X-DNN, a nonnegatively homogeneous network: :func:`make_x_dnn`.
 
-:func:`make_x_dnn` applies small conversion rules to every module:
-
-- **bias removal**: ``Linear``, ``Bilinear``, ``Conv*d`` and ``ConvTranspose*d`` lose
-  their bias, :math:`Wx + b \mapsto Wx`;
-- **BatchNorm without shift**: an eval-mode BatchNorm computes
-  :math:`\gamma (x - \mu)/\sqrt{\sigma^2 + \epsilon} + \beta`; the X-DNN keeps only the
-  per-channel scale :math:`s = \gamma/\sqrt{\sigma^2 + \epsilon}`, so
-  :math:`x \mapsto s \odot x`. Where the BatchNorm directly follows a convolution or
-  linear layer whose output feeds nothing else (found by tracing the model with
-  :mod:`torch.fx`, or from the order inside an ``nn.Sequential`` when the model cannot
-  be traced), :math:`s` is folded into that layer's weights and the BatchNorm becomes
-  ``nn.Identity``; otherwise it becomes a :class:`ChannelScale`;
-- optionally (``replace_activations=True``) ReLU-like activations (ReLU6, GELU, SiLU,
-  ELU, CELU, SELU, Softplus, Mish, Hardswish) become ``nn.ReLU``.
-
-Everything else that breaks homogeneity (LayerNorm/GroupNorm, Sigmoid/Tanh/Softmax
-gates, attention, constants added in ``forward``) cannot be converted by a local rule;
-it is reported with a :class:`~captum_xgrad.NonHomogeneousWarning`, or raised with
-``strict=True``.
-
-The converted model computes a *different function*: dropping the shifts changes every
-activation. A converted pretrained model therefore needs fine-tuning (the paper trains
-X-DNNs from scratch or fine-tunes them and loses little accuracy); see
-``examples/convert_and_finetune_digits.py``.
+The converted model computes a *different function* (dropping the shifts changes every
+activation), so a converted pretrained model needs fine-tuning; see the how-to "Check and
+convert your model" and ``examples/convert_and_finetune_digits.py``.
 """
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import logging
-from typing import Dict, List, Literal, Optional, Tuple, Union, overload
+from typing import List, Literal, Optional, Tuple, Union, overload
 
 import torch
 from torch import Tensor, nn
@@ -45,15 +25,12 @@ __all__ = ["ChannelScale", "ConversionReport", "make_x_dnn"]
 
 _log = logging.getLogger(__name__)
 
-_BIASED = BIASED
-_RELU_LIKE = RELU_REPLACEABLE
-
 
 class ChannelScale(nn.Module):
     r"""Multiply channel ``c`` by ``weight[c]``: :math:`y_{n,c,\ldots} = w_c\, x_{n,c,\ldots}`.
 
-    The homogeneous (shift-free) remainder of a BatchNorm that could not be folded into
-    a preceding layer. Degree 1; ``weight`` is a trainable parameter.
+    The shift-free remainder of a BatchNorm that could not be folded into a preceding layer;
+    degree 1, ``weight`` trainable.
 
     Parameters
     ----------
@@ -65,15 +42,13 @@ class ChannelScale(nn.Module):
     Raises
     ------
     ValueError
-        On construction, if ``weight`` is not 1-D; in ``forward``, if the input has no
-        dimension ``dim`` or its size there is not ``weight.numel()``.
+        If ``weight`` is not 1-D, or the input has not ``weight.numel()`` channels at ``dim``.
 
     Examples
     --------
     >>> import torch
     >>> from captum_xgrad.convert import ChannelScale
-    >>> scale = ChannelScale(torch.tensor([1.0, 2.0]))
-    >>> scale(torch.ones(1, 2, 1, 1)).flatten().tolist()
+    >>> ChannelScale(torch.tensor([1.0, 2.0]))(torch.ones(1, 2, 1, 1)).flatten().tolist()
     [1.0, 2.0]
     """
 
@@ -84,7 +59,9 @@ class ChannelScale(nn.Module):
     def __init__(self, weight: Tensor, dim: int = 1) -> None:
         super().__init__()
         if weight.dim() != 1:
-            raise ValueError(f"weight must be 1-D (one factor per channel), got shape {tuple(weight.shape)}.")
+            raise ValueError(
+                f"weight must be 1-D (one factor per channel), got shape {tuple(weight.shape)}."
+            )
         self.weight = nn.Parameter(weight.detach().clone())
         self.dim = dim
 
@@ -104,12 +81,12 @@ class ChannelScale(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class ConversionReport:
-    """What :func:`make_x_dnn` did.
+    """What :func:`make_x_dnn` did; each field holds qualified module names.
 
     Attributes
     ----------
     removed_biases : tuple of str
-        Qualified names of the layers whose bias was removed.
+        Layers whose bias was removed.
     folded_batchnorms : tuple of (str, str)
         ``(batchnorm, layer)`` pairs: the BatchNorm's scale was folded into ``layer``.
     scaled_batchnorms : tuple of str
@@ -117,8 +94,7 @@ class ConversionReport:
     replaced_activations : tuple of str
         Activations replaced by ``nn.ReLU``.
     unconverted : tuple of str
-        What could not be made homogeneous, one line per module (empty if the result
-        looks homogeneous).
+        What could not be made homogeneous, one line per module.
     notes : tuple of str
         Other remarks (e.g. BatchNorm converted from training mode).
 
@@ -161,47 +137,34 @@ class ConversionReport:
         return "\n".join(lines)
 
 
-# ------------------------------------------------------------------ module surgery
-def _get(root: nn.Module, name: str) -> nn.Module:
-    return root.get_submodule(name) if name else root
-
-
 def _set(root: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(_get(root, parent_name), child, new)
+    parent, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent), child, new)
 
 
-def _bn_scale(bn: nn.Module) -> Tensor:
-    var = bn.running_var.detach()
-    scale = torch.rsqrt(var.double() + bn.eps)
-    if bn.affine and bn.weight is not None:
-        scale = scale * bn.weight.detach().double()
-    return scale
-
-
-def _can_fold(layer: nn.Module, bn: nn.Module) -> bool:
-    channels = bn.num_features  # type: ignore[attr-defined]
+def _fold(layer: nn.Module, bn: nn.Module, scale: Tensor) -> bool:
+    """Multiply ``scale`` into the output channels of ``layer``, if it can take it."""
+    channels = bn.num_features
+    transpose = isinstance(layer, CONV_TRANSPOSE)
     if isinstance(layer, nn.Linear):
-        return layer.out_features == channels and isinstance(bn, nn.BatchNorm1d)
-    if isinstance(layer, CONV_TRANSPOSE):
-        return layer.groups == 1 and layer.out_channels == channels
-    if isinstance(layer, CONV):
-        return layer.out_channels == channels
-    return False
-
-
-def _fold(layer: nn.Module, scale: Tensor) -> None:
-    weight = layer.weight  # type: ignore[union-attr]
-    with torch.no_grad():
-        if isinstance(layer, CONV_TRANSPOSE):
-            shape = [1, -1] + [1] * (weight.dim() - 2)
-        else:
-            shape = [-1] + [1] * (weight.dim() - 1)
-        weight.mul_(scale.to(weight.dtype).view(shape))
+        ok = layer.out_features == channels and isinstance(bn, nn.BatchNorm1d)
+    else:
+        ok = isinstance(layer, CONV) and layer.out_channels == channels
+        ok = ok and (layer.groups == 1 or not transpose)
+    if ok:
+        weight = layer.weight
+        shape = [1, -1] if transpose else [-1]
+        shape += [1] * (weight.dim() - len(shape))
+        with torch.no_grad():
+            weight.mul_(scale.to(weight.dtype).view(shape))
+    return ok
 
 
 def _fx_pairs(model: nn.Module) -> Optional[List[Tuple[str, str]]]:
-    """``(layer, batchnorm)`` pairs where the BatchNorm consumes only that layer's output."""
+    """``(layer, batchnorm)`` pairs where the BatchNorm consumes only that layer's output.
+
+    Found with :mod:`torch.fx`; ``None`` if the model cannot be traced.
+    """
     try:
         import torch.fx
 
@@ -209,24 +172,16 @@ def _fx_pairs(model: nn.Module) -> Optional[List[Tuple[str, str]]]:
     except Exception as exc:  # not traceable: fall back to nn.Sequential order
         _log.debug("make_x_dnn: torch.fx could not trace the model (%s)", exc)
         return None
-    calls: Dict[str, int] = {}
-    for node in graph.nodes:
-        if node.op == "call_module":
-            calls[str(node.target)] = calls.get(str(node.target), 0) + 1
+    calls = collections.Counter(str(n.target) for n in graph.nodes if n.op == "call_module")
     pairs = []
     for node in graph.nodes:
-        if node.op != "call_module":
-            continue
-        bn_name = str(node.target)
-        if calls[bn_name] != 1 or len(node.args) != 1 or node.kwargs:
+        if node.op != "call_module" or calls[str(node.target)] != 1 or len(node.args) != 1:
             continue
         prev = node.args[0]
-        if not isinstance(prev, torch.fx.Node) or prev.op != "call_module":
+        if node.kwargs or not isinstance(prev, torch.fx.Node) or prev.op != "call_module":
             continue
-        layer_name = str(prev.target)
-        if calls[layer_name] != 1 or len(prev.users) != 1:
-            continue
-        pairs.append((layer_name, bn_name))
+        if calls[str(prev.target)] == 1 and len(prev.users) == 1:
+            pairs.append((str(prev.target), str(node.target)))
     return pairs
 
 
@@ -234,36 +189,23 @@ def _sequential_pairs(model: nn.Module) -> List[Tuple[str, str]]:
     pairs = []
     for name, module in model.named_modules():
         if isinstance(module, nn.Sequential):
-            children = list(module.named_children())
-            for (n1, _), (n2, _) in zip(children, children[1:]):
-                prefix = f"{name}." if name else ""
-                pairs.append((prefix + n1, prefix + n2))
+            prefix = f"{name}." if name else ""
+            children = [prefix + child for child, _ in module.named_children()]
+            pairs += zip(children, children[1:])
     return pairs
-
-
-def _is_batchnorm(m: nn.Module) -> bool:
-    return isinstance(m, BATCH_NORM)
 
 
 @overload
 def make_x_dnn(
-    model: nn.Module,
-    *,
-    inplace: bool = ...,
-    strict: bool = ...,
-    replace_activations: bool = ...,
-    return_report: Literal[False] = ...,
+    model: nn.Module, *, inplace: bool = ..., strict: bool = ..., replace_activations: bool = ...,
+    return_report: Literal[False] = ...
 ) -> nn.Module: ...
 
 
 @overload
 def make_x_dnn(
-    model: nn.Module,
-    *,
-    inplace: bool = ...,
-    strict: bool = ...,
-    replace_activations: bool = ...,
-    return_report: Literal[True],
+    model: nn.Module, *, inplace: bool = ..., strict: bool = ..., replace_activations: bool = ...,
+    return_report: Literal[True]
 ) -> Tuple[nn.Module, ConversionReport]: ...
 
 
@@ -277,32 +219,29 @@ def make_x_dnn(
 ) -> Union[nn.Module, Tuple[nn.Module, ConversionReport]]:
     r"""Convert ``model`` into a nonnegatively homogeneous network (an X-DNN).
 
-    Removes the biases of Linear/Bilinear/Conv*/ConvTranspose* layers and turns each
-    BatchNorm into its shift-free per-channel scale
-    :math:`s = \gamma / \sqrt{\sigma^2_{\text{running}} + \epsilon}`, folded into the
-    preceding layer's weights where that layer feeds only the BatchNorm, otherwise as a
-    :class:`ChannelScale`. BatchNorm is converted with its running statistics (what it
-    computes in eval mode) even if the model is in training mode.
-
-    The result computes a different function from ``model``: it needs fine-tuning to
-    recover accuracy (see the module docstring). Its train/eval flags are those of
-    ``model``.
+    ``Linear``, ``Bilinear``, ``Conv*d`` and ``ConvTranspose*d`` lose their bias,
+    :math:`Wx + b \mapsto Wx`. A BatchNorm,
+    :math:`\gamma (x - \mu)/\sqrt{\sigma^2 + \epsilon} + \beta` with its running statistics
+    (even in training mode), keeps only its scale
+    :math:`s = \gamma/\sqrt{\sigma^2 + \epsilon}`: folded into the weights of a directly
+    preceding convolution or linear layer that feeds nothing else (found with :mod:`torch.fx`,
+    or from ``nn.Sequential`` order if the model cannot be traced), else a :class:`ChannelScale`.
+    What no local rule can fix (LayerNorm/GroupNorm, Sigmoid/Tanh/Softmax, attention,
+    constants added in ``forward``) is reported. The result keeps ``model``'s train/eval flags.
 
     Parameters
     ----------
     model : nn.Module
         The network to convert.
     inplace : bool, default False
-        Modify ``model`` itself. By default ``model`` is deep-copied first and left
-        untouched.
+        Modify ``model`` itself instead of a deep copy.
     strict : bool, default False
-        Raise :class:`~captum_xgrad.NonHomogeneousError` if something cannot be made
-        homogeneous, instead of warning.
+        Raise instead of warning if something cannot be made homogeneous.
     replace_activations : bool, default False
-        Replace ReLU6, GELU, SiLU, ELU, CELU, SELU, Softplus, Mish and Hardswish by
-        ``nn.ReLU`` (sigmoid gates, Tanh and Softmax are not ReLU-like and stay).
+        Replace ReLU6, GELU, SiLU, ELU, CELU, SELU, Softplus, Mish and Hardswish by ``nn.ReLU``
+        (sigmoid gates, Tanh and Softmax stay).
     return_report : bool, default False
-        Also return a :class:`ConversionReport` of what was changed.
+        Also return a :class:`ConversionReport`.
 
     Returns
     -------
@@ -314,8 +253,8 @@ def make_x_dnn(
     TypeError
         If ``model`` is not an ``nn.Module``.
     NonHomogeneousError
-        With ``strict=True``, if parts of the model cannot be made homogeneous (the
-        message lists them; ``model`` is not modified then, even with ``inplace``).
+        With ``strict=True``, if parts cannot be made homogeneous (``model`` is then
+        unchanged, even with ``inplace``).
 
     Warns
     -----
@@ -335,8 +274,6 @@ def make_x_dnn(
     (('0', '4'), (('1', '0'),))
     >>> check_homogeneity(xnet, torch.rand(2, 1, 8, 8)).is_homogeneous
     True
-    >>> net[0].bias is not None  # the original is untouched
-    True
     """
     if not isinstance(model, nn.Module):
         raise TypeError(
@@ -344,101 +281,76 @@ def make_x_dnn(
             "function cannot be converted."
         )
     if inplace and strict:  # find out first, so that a failure leaves model untouched
-        dry = _convert(copy.deepcopy(model), replace_activations)
-        if dry.unconverted:
-            _complain(model, dry, strict=True)
+        _convert(copy.deepcopy(model), replace_activations, strict)
     work = model if inplace else copy.deepcopy(model)
-    report = _convert(work, replace_activations)
-    if report.unconverted:
-        _complain(model, report, strict)
+    report = _convert(work, replace_activations, strict)
     return (work, report) if return_report else work
 
 
-def _complain(model: nn.Module, report: ConversionReport, strict: bool) -> None:
-    text = (
-        f"make_x_dnn: {len(report.unconverted)} part(s) of {type(model).__name__} "
-        "cannot be made homogeneous by a local rule, so X-Gradient will not equal "
-        "Integrated Gradients on the result:\n"
-        + "\n".join(f"  - {u}" for u in report.unconverted)
-        + "\nReplace them in the architecture (e.g. ReLU for smooth activations, no "
-        "LayerNorm) or use captum.attr.IntegratedGradients."
-    )
-    if strict:
-        raise NonHomogeneousError(text)
-    warn(text)
-
-
-def _convert(model: nn.Module, replace_activations: bool) -> ConversionReport:
+def _convert(work: nn.Module, replace_activations: bool, strict: bool) -> ConversionReport:
+    """Convert ``work`` in place; warn (or raise, if ``strict``) for what is left."""
     notes: List[str] = []
     folded: List[Tuple[str, str]] = []
     scaled: List[str] = []
-    replaced: List[str] = []
-    removed: List[str] = []
-
-    modules = dict(model.named_modules())
-    pairs = _fx_pairs(model)
+    in_training = 0
+    modules = dict(work.named_modules())
+    pairs = _fx_pairs(work)
     if pairs is None:
-        pairs = _sequential_pairs(model)
+        pairs = _sequential_pairs(work)
         notes.append(
             "torch.fx could not trace the model; BatchNorms were folded only where they "
             "follow a layer inside an nn.Sequential"
         )
     preceding = {bn: layer for layer, bn in pairs}
-
-    # 1. BatchNorm -> fold into the preceding layer, or ChannelScale
-    trained_bn = []
-    for name, module in list(modules.items()):
-        if not _is_batchnorm(module):
-            continue
-        bn = module
-        if not bn.track_running_stats or bn.running_var is None:
-            continue  # reported below as unconvertible
-        if bn.training:
-            trained_bn.append(name)
-        scale = _bn_scale(bn)
-        layer_name = preceding.get(name)
-        layer = modules.get(layer_name) if layer_name is not None else None
-        if layer is not None and _can_fold(layer, bn):
-            _fold(layer, scale)
-            _set(model, name, nn.Identity())
-            folded.append((name, layer_name))
+    for name, bn in modules.items():
+        if not isinstance(bn, BATCH_NORM) or not bn.track_running_stats or bn.running_var is None:
+            continue  # BatchNorm without running statistics: reported below
+        in_training += bn.training
+        scale = torch.rsqrt(bn.running_var.detach().double() + bn.eps)
+        if bn.affine and bn.weight is not None:
+            scale = scale * bn.weight.detach().double()
+        layer = preceding.get(name)
+        if layer in modules and _fold(modules[layer], bn, scale):
+            _set(work, name, nn.Identity())
+            folded.append((name, layer))
         else:
-            weight = scale.to(bn.running_var.dtype)
-            new = ChannelScale(weight, dim=1)
-            new.to(device=bn.running_var.device)
-            new.train(bn.training)
-            _set(model, name, new)
+            new = ChannelScale(scale.to(bn.running_var.dtype), dim=1).to(bn.running_var.device)
+            _set(work, name, new.train(bn.training))
             scaled.append(name)
-    if trained_bn:
+    if in_training:
         notes.append(
-            f"{len(trained_bn)} BatchNorm(s) were in training mode; they were converted "
+            f"{in_training} BatchNorm(s) were in training mode; they were converted "
             "with their running statistics (what they compute in eval mode)"
         )
-
-    # 2. biases
-    for name, module in model.named_modules():
-        if isinstance(module, _BIASED) and getattr(module, "bias", None) is not None:
+    removed = []
+    for name, module in work.named_modules():
+        if isinstance(module, BIASED) and getattr(module, "bias", None) is not None:
             module.register_parameter("bias", None)
             removed.append(name)
-
-    # 3. activations
-    if replace_activations:
-        for name, module in list(model.named_modules()):
-            if isinstance(module, _RELU_LIKE):
-                _set(model, name, nn.ReLU())
-                replaced.append(name)
-
+    replaced = [
+        name for name, module in work.named_modules()
+        if replace_activations and isinstance(module, RELU_REPLACEABLE)
+    ]
+    for name in replaced:
+        _set(work, name, nn.ReLU())
     unconverted = []
-    for name, module in model.named_modules():
+    for name, module in work.named_modules():
         reasons = module_reasons(module, include_mode=False)
         if reasons:
-            label = name if name else f"<{type(model).__name__}>"
+            label = name or f"<{type(work).__name__}>"
             unconverted.append(f"{label} ({type(module).__name__}): " + "; ".join(reasons))
+    if unconverted:
+        text = (
+            f"make_x_dnn: {len(unconverted)} part(s) of {type(work).__name__} cannot be made "
+            "homogeneous by a local rule, so X-Gradient will not equal Integrated Gradients on "
+            "the result:\n" + "\n".join(f"  - {u}" for u in unconverted)
+            + "\nReplace them in the architecture (e.g. ReLU for smooth activations, no "
+            "LayerNorm) or use captum.attr.IntegratedGradients."
+        )
+        if strict:
+            raise NonHomogeneousError(text)
+        warn(text)
     return ConversionReport(
-        removed_biases=tuple(removed),
-        folded_batchnorms=tuple(folded),
-        scaled_batchnorms=tuple(scaled),
-        replaced_activations=tuple(replaced),
-        unconverted=tuple(unconverted),
-        notes=tuple(notes),
+        tuple(removed), tuple(folded), tuple(scaled), tuple(replaced), tuple(unconverted),
+        tuple(notes),
     )

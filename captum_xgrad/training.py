@@ -1,36 +1,10 @@
 r"""Training with attribution priors: task loss plus :math:`\lambda` times a prior.
 
-:class:`AttributionPrior` computes, for a batch :math:`(x, y)`,
-
-.. math::
-
-    \mathcal{L}(\theta) = \mathcal{L}_{task}(f_\theta(x), y)
-                          + \lambda\, \Omega\big(\Phi_\theta(x)\big),
-
-where :math:`\Phi_\theta(x)` are attributions that stay differentiable in the
-parameters :math:`\theta` and :math:`\Omega` is a prior from :mod:`captum_xgrad.priors`.
-Calling ``.backward()`` on the result differentiates through the attribution (a
-"double backward"). Only the attribution method changes between the variants the
-X-Gradient paper compares (Hesse et al., NeurIPS 2021, Sec. 4.3):
-
-- :class:`XGradientMethod` on a bias-free (homogeneous) model: exact IG, one forward
-  pass on ``N`` rows and a double backward;
-- :class:`GradientMethod` on any model: the input gradient, same cost;
-- :class:`IntegratedGradientsMethod` on any model: one forward pass on ``(1 + n) N``
-  rows (``n`` quadrature steps);
-- :class:`ExpectedGradientsMethod` on any model: one forward pass on ``(1 + k) N`` rows
-  (``k`` references).
-
-Every method makes exactly **one** call of the model per step (the path points of
-IG/EG are concatenated with the batch), and the task loss reuses the rows at
-:math:`x`. That keeps the cost minimal and makes the helper work under
-:class:`torch.nn.parallel.DistributedDataParallel`, which expects one forward per
-backward. It also works with any optimizer and under :func:`torch.autocast`.
-
-One consequence of the single call: for IG and EG the path points share the batch
-with the real inputs, so a BatchNorm layer in training mode would include them in its
-batch statistics. Use such priors with models without train-mode BatchNorm (the
-bias-free X-DNNs have none: their BatchNorm is a fixed scale), or freeze BN statistics.
+Only the :class:`AttributionMethod` changes between the variants of Hesse et al. (NeurIPS 2021,
+Sec. 4.3). Each calls the model **once** per step (IG/EG path points are concatenated with the
+batch), as DistributedDataParallel expects; so a train-mode BatchNorm would include the path
+points in its statistics: use IG/EG priors without one (X-DNNs have none) or freeze it. See the
+how-to "Train with an attribution prior" for costs, DDP and examples.
 """
 
 from __future__ import annotations
@@ -64,39 +38,38 @@ __all__ = [
 Selector = Callable[[Tensor, Tensor], Tensor]
 
 
-# ----------------------------------------------------------------------- the methods
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def _kind(value: Any) -> str:
+    return str(value.dtype) if isinstance(value, Tensor) else type(value).__name__
+
+
 class AttributionMethod(abc.ABC):
     """How :class:`AttributionPrior` attributes: one model call, graph kept.
 
-    Subclasses implement :meth:`forward_and_attribute`. Implement your own to plug
-    another attribution into the helper.
+    Implement :meth:`forward_and_attribute` to plug in another attribution.
 
     Raises
     ------
     TypeError
-        On instantiation of a subclass that does not implement
-        :meth:`forward_and_attribute`.
+        On instantiation of a subclass without :meth:`forward_and_attribute`.
 
     Examples
     --------
-    A gradient-times-input attribution written as a plug-in:
-
     >>> import torch
-    >>> from torch import nn
     >>> from captum_xgrad import AttributionPrior, priors
     >>> from captum_xgrad.training import AttributionMethod
     >>> class InputTimesGradient(AttributionMethod):
-    ...     name = "input x gradient"
     ...     def forward_and_attribute(self, model, inputs, select):
     ...         x = inputs.detach().requires_grad_(True)
     ...         out = model(x)
     ...         (g,) = torch.autograd.grad(select(out, out).sum(), x, create_graph=True)
     ...         return out, x * g
-    >>> model = nn.Sequential(nn.Linear(4, 3))
-    >>> helper = AttributionPrior(model, priors.l1_prior, weight=0.1,
+    >>> helper = AttributionPrior(torch.nn.Linear(4, 3), priors.l1_prior, weight=0.1,
     ...                           attribution=InputTimesGradient())
-    >>> res = helper(torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1]))
-    >>> res.attributions.shape
+    >>> helper(torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])).attributions.shape
     torch.Size([5, 4])
     """
 
@@ -112,18 +85,17 @@ class AttributionMethod(abc.ABC):
         Parameters
         ----------
         model : callable
-            The model (possibly wrapped, e.g. in DistributedDataParallel); call it once.
+            The model (possibly DDP-wrapped); call it once.
         inputs : Tensor
-            The batch ``(N, ...)``; it is data and must not be differentiated.
+            The batch ``(N, ...)``; data, not differentiated.
         select : callable
-            ``select(rows, output_at_x)`` maps model outputs of ``r * N`` rows (``r``
-            stacked copies of the batch) to the ``r * N`` scalars to attribute; the
-            second argument is the output at ``inputs`` (used by ``target="pred"``).
+            ``select(rows, output_at_x)`` maps the outputs of ``r * N`` rows (``r`` stacked
+            copies of the batch) to the ``r * N`` scalars to attribute.
 
         Returns
         -------
         tuple of Tensor
-            Output of shape ``(N, ...)`` and attributions of the shape of ``inputs``.
+            Output ``(N, ...)`` and attributions of the shape of ``inputs``.
         """
 
     def __repr__(self) -> str:
@@ -136,39 +108,30 @@ def _input_gradient(
     x = inputs.detach().requires_grad_(True)
     out = model(x)
     _check_output(out, inputs.shape[0])
-    selected = select(out, out)
-    (grad,) = torch.autograd.grad(selected.sum(), x, create_graph=True)
+    (grad,) = torch.autograd.grad(select(out, out).sum(), x, create_graph=True)
     return x, out, grad
 
 
 class XGradientMethod(AttributionMethod):
     r"""X-Gradient :math:`\frac{1}{k}\, x \odot \nabla_x f(x)`: exact IG on bias-free models.
 
-    Shares the one forward pass with the task loss, then one backward pass with
-    ``create_graph=True``; the values equal
-    ``XGradient(model, degree=degree).attribute(x, target=..., create_graph=True)``.
+    The values of ``XGradient(model, degree=degree).attribute(x, target=...)``.
 
     Parameters
     ----------
     degree : float, default 1
         Homogeneity degree :math:`k` of the model.
     check : bool, default True
-        Run the guard of :class:`~captum_xgrad.XGradient` (the graph certificate, or
-        the empirical fallback) once per model state, and warn
-        (:class:`~captum_xgrad.NonHomogeneousWarning`) if the model is not
-        homogeneous, in which case the attribution is input :math:`\times` gradient
-        rather than IG.
+        Run :class:`~captum_xgrad.XGradient`'s guard once per model state and warn
+        (:class:`~captum_xgrad.NonHomogeneousWarning`) if the model is not homogeneous.
 
     Examples
     --------
     >>> import torch
-    >>> from torch import nn
     >>> from captum_xgrad.training import XGradientMethod
-    >>> model = nn.Sequential(nn.Linear(3, 4, bias=False), nn.ReLU(),
-    ...                       nn.Linear(4, 2, bias=False))
-    >>> x = torch.randn(5, 3)
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4, bias=False), torch.nn.ReLU())
     >>> out, attr = XGradientMethod().forward_and_attribute(
-    ...     model, x, lambda rows, out_x: rows[:, 0])
+    ...     model, torch.randn(5, 3), lambda rows, out_x: rows[:, 0])
     >>> torch.allclose(attr.sum(1), out[:, 0], atol=1e-6)  # completeness
     True
     """
@@ -188,31 +151,25 @@ class XGradientMethod(AttributionMethod):
     ) -> Tuple[Tensor, Tensor]:
         self._guard.verify(model, (inputs,), None, None, self.degree)
         x, out, grad = _input_gradient(model, inputs, select)
-        attr = x * grad
-        return out, attr / self.degree if self.degree != 1.0 else attr
+        return out, x * grad / self.degree if self.degree != 1.0 else x * grad
 
     def __repr__(self) -> str:
         return f"XGradientMethod(degree={self.degree:g})"
 
 
 class GradientMethod(AttributionMethod):
-    r"""The input gradient :math:`\nabla_x f(x)` (optionally times the input).
-
-    The "gradient" baseline of Erion et al. (2021) and Hesse et al. (2021); with
-    ``multiply_by_inputs=True`` it is input :math:`\times` gradient, which equals
-    :class:`XGradientMethod` on a homogeneous model but skips its check.
+    r"""The input gradient :math:`\nabla_x f(x)`: the "gradient" baseline of the papers.
 
     Parameters
     ----------
     multiply_by_inputs : bool, default False
-        Return :math:`x \odot \nabla_x f(x)` instead of the gradient.
+        Return :math:`x \odot \nabla_x f(x)` (:class:`XGradientMethod` without its check).
 
     Examples
     --------
     >>> import torch
-    >>> from torch import nn
     >>> from captum_xgrad.training import GradientMethod
-    >>> model = nn.Linear(3, 1)
+    >>> model = torch.nn.Linear(3, 1)
     >>> out, grad = GradientMethod().forward_and_attribute(
     ...     model, torch.randn(2, 3), lambda rows, out_x: rows[:, 0])
     >>> torch.allclose(grad, model.weight.expand(2, 3))
@@ -235,17 +192,16 @@ class GradientMethod(AttributionMethod):
 
 
 def _quadrature(n_steps: int, method: str) -> Tuple[np.ndarray, np.ndarray]:
-    """Nodes and weights of the quadrature rule ``method`` on :math:`[0, 1]`.
+    """Nodes and weights of the rule ``method`` on :math:`[0, 1]`.
 
-    Gauss-Legendre, midpoint and right Riemann are Captum's nodes and weights (taken
-    from Captum). The trapezoid rule is the textbook one, whose weights sum to 1;
-    Captum's ``riemann_trapezoid`` weights sum to ``1 - 1/n``, so there this prior
-    converges to the integral as :math:`O(1/n^2)` where Captum's IG converges as
-    :math:`O(1/n)`.
+    Gauss-Legendre, midpoint and right Riemann are Captum's nodes and weights (taken from
+    Captum). The trapezoid rule is the textbook one, whose weights sum to 1; Captum's
+    ``riemann_trapezoid`` weights sum to ``1 - 1/n``, so there this prior converges to the
+    integral as :math:`O(1/n^2)` where Captum's IG converges as :math:`O(1/n)`.
     """
     if method not in SUPPORTED_METHODS or method == "riemann_left":
         raise ValueError(
-            f"method must be one of 'gausslegendre', 'riemann_middle', 'riemann_right', "
+            "method must be one of 'gausslegendre', 'riemann_middle', 'riemann_right', "
             f"'riemann_trapezoid', got {method!r}."
         )
     if method == "riemann_trapezoid":
@@ -255,37 +211,23 @@ def _quadrature(n_steps: int, method: str) -> Tuple[np.ndarray, np.ndarray]:
         w[0] = w[-1] = 0.5 / (n_steps - 1)
         return np.linspace(0.0, 1.0, n_steps), w
     step_sizes, alphas = approximation_parameters(method)
-    return np.asarray(alphas(n_steps), dtype=np.float64), np.asarray(step_sizes(n_steps), dtype=np.float64)
+    return np.asarray(alphas(n_steps), np.float64), np.asarray(step_sizes(n_steps), np.float64)
 
 
 def _path_attribution(
-    model: Callable[[Tensor], Tensor],
-    x: Tensor,
-    starts: Tensor,
-    alphas: Tensor,
-    weights: Tensor,
-    repeats: int,
-    select: Selector,
+    model: Callable[[Tensor], Tensor], x: Tensor, starts: Tensor, alphas: Tensor,
+    weights: Tensor, select: Selector
 ) -> Tuple[Tensor, Tensor]:
-    r"""Shared core of IG and EG: one forward on ``[x; starts + alpha (x - starts)]``.
-
-    ``starts`` has ``repeats * N`` rows (the baseline of each path point), ``alphas``
-    and ``weights`` one entry per path row. Returns the output at ``x`` and
-    :math:`\sum_r w_r (x - s_r) \odot \nabla f(s_r + \alpha_r (x - s_r))`.
-    """
-    n = x.shape[0]
-    x_rep = x.repeat((repeats,) + (1,) * (x.dim() - 1))
+    r"""Output at ``x``, :math:`\sum_r w_r (x - s_r) \odot \nabla f(s_r + \alpha_r (x - s_r))`."""
+    n, repeats = x.shape[0], starts.shape[0] // x.shape[0]
     view = (-1,) + (1,) * (x.dim() - 1)
-    diff = x_rep - starts
+    diff = x.repeat((repeats,) + (1,) * (x.dim() - 1)) - starts
     path = (starts + alphas.view(view) * diff).detach().requires_grad_(True)
     out_all = model(torch.cat([x, path]))
     _check_output(out_all, n * (1 + repeats))
-    out_x, out_path = out_all[:n], out_all[n:]
-    selected = select(out_path, out_x)
-    (grad,) = torch.autograd.grad(selected.sum(), path, create_graph=True)
-    terms = (weights.view(view) * diff) * grad
-    attr = terms.reshape((repeats,) + tuple(x.shape)).sum(dim=0)
-    return out_x, attr
+    (grad,) = torch.autograd.grad(select(out_all[n:], out_all[:n]).sum(), path, create_graph=True)
+    terms = weights.view(view) * diff * grad
+    return out_all[:n], terms.reshape((repeats,) + tuple(x.shape)).sum(dim=0)
 
 
 class IntegratedGradientsMethod(AttributionMethod):
@@ -296,35 +238,31 @@ class IntegratedGradientsMethod(AttributionMethod):
         \mathrm{IG}(x) \approx (x - b) \odot \sum_{s=1}^{n} w_s\,
             \nabla f\big(b + \alpha_s (x - b)\big)
 
-    with Gauss-Legendre (default) or Riemann nodes :math:`\alpha_s` and weights
-    :math:`w_s` on :math:`[0, 1]`, as in :class:`captum.attr.IntegratedGradients`. The
-    batch and its ``n_steps`` path copies go through the model in one call, so a
-    step costs about :math:`n + 1` times a plain one.
+    with the nodes :math:`\alpha_s` and weights :math:`w_s` of Captum's IntegratedGradients,
+    the batch and its :math:`n` path copies in one call (about :math:`n + 1` times the cost).
 
     Parameters
     ----------
     n_steps : int, default 8
         Number of quadrature points.
     baseline : float or Tensor, default 0.0
-        The baseline :math:`b`, a number or a tensor broadcastable to the inputs.
+        The baseline :math:`b`, broadcastable to the inputs.
     method : str, default "gausslegendre"
         ``"gausslegendre"``, ``"riemann_middle"``, ``"riemann_right"`` or
         ``"riemann_trapezoid"``.
 
     Raises
     ------
-    ValueError
-        For a non-positive ``n_steps`` or an unknown ``method``.
+    TypeError, ValueError
+        For a non-positive ``n_steps``, an unknown ``method`` or a bad ``baseline``.
 
     Examples
     --------
     >>> import torch
-    >>> from torch import nn
     >>> from captum_xgrad.training import IntegratedGradientsMethod
-    >>> model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
-    >>> x = torch.randn(4, 3)
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh())
     >>> out, attr = IntegratedGradientsMethod(n_steps=16).forward_and_attribute(
-    ...     model, x, lambda rows, out_x: rows[:, 0])
+    ...     model, torch.randn(4, 3), lambda rows, out_x: rows[:, 0])
     >>> f0 = model(torch.zeros(1, 3))[:, 0]
     >>> torch.allclose(attr.sum(1), out[:, 0] - f0, atol=1e-4)  # completeness
     True
@@ -333,18 +271,13 @@ class IntegratedGradientsMethod(AttributionMethod):
     name = "integrated-gradients"
 
     def __init__(
-        self,
-        n_steps: int = 8,
-        baseline: Union[float, Tensor] = 0.0,
-        method: str = "gausslegendre",
+        self, n_steps: int = 8, baseline: Union[float, Tensor] = 0.0, method: str = "gausslegendre"
     ) -> None:
-        if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
+        if not _positive_int(n_steps):
             raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}.")
         alphas, weights = _quadrature(int(n_steps), method)
         if not isinstance(baseline, (Tensor, numbers.Real)) or isinstance(baseline, bool):
-            raise TypeError(
-                f"baseline must be a number or a tensor, got {type(baseline).__name__}."
-            )
+            raise TypeError(f"baseline must be a number or a tensor, got {_kind(baseline)}.")
         self.n_steps = int(n_steps)
         self.method = method
         self.baseline = baseline
@@ -355,7 +288,6 @@ class IntegratedGradientsMethod(AttributionMethod):
         self, model: Callable[[Tensor], Tensor], inputs: Tensor, select: Selector
     ) -> Tuple[Tensor, Tensor]:
         x = inputs.detach()
-        n, s = x.shape[0], self.n_steps
         b = torch.as_tensor(self.baseline, dtype=x.dtype, device=x.device)
         try:
             starts = torch.broadcast_to(b, x.shape)
@@ -364,10 +296,10 @@ class IntegratedGradientsMethod(AttributionMethod):
                 f"IntegratedGradientsMethod: baseline of shape {tuple(b.shape)} does not "
                 f"broadcast to the inputs of shape {tuple(x.shape)}."
             ) from exc
-        starts = starts.repeat((s,) + (1,) * (x.dim() - 1))
-        alphas = self._alphas.to(x.device, x.dtype).repeat_interleave(n)
-        weights = self._weights.to(x.device, x.dtype).repeat_interleave(n)
-        return _path_attribution(model, x, starts, alphas, weights, s, select)
+        starts = starts.repeat((self.n_steps,) + (1,) * (x.dim() - 1))
+        alphas = self._alphas.to(x.device, x.dtype).repeat_interleave(x.shape[0])
+        weights = self._weights.to(x.device, x.dtype).repeat_interleave(x.shape[0])
+        return _path_attribution(model, x, starts, alphas, weights, select)
 
     def __repr__(self) -> str:
         return f"IntegratedGradientsMethod(n_steps={self.n_steps}, method={self.method!r})"
@@ -382,38 +314,30 @@ class ExpectedGradientsMethod(AttributionMethod):
             \nabla f\big(x'_j + \alpha_j (x - x'_j)\big),
         \qquad x'_j \sim \mathcal{D},\ \alpha_j \sim U(0, 1),
 
-    a Monte-Carlo estimate of IG averaged over baselines drawn from the data. The
-    batch and its ``k`` path points per example go through the model in one call.
+    a Monte-Carlo estimate of IG averaged over baselines drawn from the data, in one call.
 
     Parameters
     ----------
     references : Tensor
-        The reference set :math:`\mathcal{D}` (e.g. the training inputs), shape
-        ``(M, ...)`` with the inputs' feature shape; sampled uniformly with replacement.
+        The reference set :math:`\mathcal{D}` ``(M, ...)`` (e.g. the training inputs), sampled
+        uniformly with replacement.
     k : int, default 1
         References (and path points) per example and step.
     generator : torch.Generator, optional
-        Random generator for the references and :math:`\alpha` (on the references'
-        device); the global one if ``None``.
+        Random generator (on the references' device) for the references and :math:`\alpha`.
 
     Raises
     ------
-    ValueError
-        For an empty reference set or a non-positive ``k``; at call time if the
+    TypeError, ValueError
+        For non-float or empty references or a non-positive ``k``; at call time if the
         references' feature shape differs from the inputs'.
-    TypeError
-        If ``references`` is not a floating-point tensor.
 
     Examples
     --------
     >>> import torch
-    >>> from torch import nn
     >>> from captum_xgrad.training import ExpectedGradientsMethod
-    >>> model = nn.Linear(3, 1)   # EG of a linear model: w * (x - mean reference)
-    >>> refs = torch.randn(10, 3)
-    >>> method = ExpectedGradientsMethod(refs, k=4)
-    >>> out, attr = method.forward_and_attribute(model, torch.randn(2, 3),
-    ...                                          lambda rows, out_x: rows[:, 0])
+    >>> out, attr = ExpectedGradientsMethod(torch.randn(10, 3), k=4).forward_and_attribute(
+    ...     torch.nn.Linear(3, 1), torch.randn(2, 3), lambda rows, out_x: rows[:, 0])
     >>> attr.shape
     torch.Size([2, 3])
     """
@@ -426,15 +350,14 @@ class ExpectedGradientsMethod(AttributionMethod):
         if not isinstance(references, Tensor) or not references.is_floating_point():
             raise TypeError(
                 "ExpectedGradientsMethod: references must be a floating-point tensor "
-                "(e.g. the training inputs), got "
-                f"{type(references).__name__ if not isinstance(references, Tensor) else references.dtype}."
+                f"(e.g. the training inputs), got {_kind(references)}."
             )
         if references.dim() < 1 or references.shape[0] == 0:
             raise ValueError(
                 "ExpectedGradientsMethod: the reference set is empty; pass e.g. the "
                 "training inputs, shape (M, ...)."
             )
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        if not _positive_int(k):
             raise ValueError(f"ExpectedGradientsMethod: k must be a positive integer, got {k!r}.")
         self.references = references.detach()
         self.k = int(k)
@@ -443,23 +366,19 @@ class ExpectedGradientsMethod(AttributionMethod):
     def forward_and_attribute(
         self, model: Callable[[Tensor], Tensor], inputs: Tensor, select: Selector
     ) -> Tuple[Tensor, Tensor]:
-        x = inputs.detach()
-        if tuple(self.references.shape[1:]) != tuple(x.shape[1:]):
+        x, refs = inputs.detach(), self.references
+        if tuple(refs.shape[1:]) != tuple(x.shape[1:]):
             raise ValueError(
-                f"ExpectedGradientsMethod: references have feature shape "
-                f"{tuple(self.references.shape[1:])} but the inputs have "
-                f"{tuple(x.shape[1:])}; use references of the same kind as the inputs."
+                f"ExpectedGradientsMethod: references have feature shape {tuple(refs.shape[1:])} "
+                f"but the inputs have {tuple(x.shape[1:])}; use references of the same kind "
+                "as the inputs."
             )
-        n, k = x.shape[0], self.k
-        dev = self.references.device
-        idx = torch.randint(
-            0, self.references.shape[0], (k * n,), generator=self.generator, device=dev
-        )
-        alphas = torch.rand(k * n, generator=self.generator, device=dev)
-        starts = self.references[idx].to(x.device, x.dtype)
-        alphas = alphas.to(x.device, x.dtype)
-        weights = torch.full((k * n,), 1.0 / k, dtype=x.dtype, device=x.device)
-        return _path_attribution(model, x, starts, alphas, weights, k, select)
+        rows = self.k * x.shape[0]
+        idx = torch.randint(0, refs.shape[0], (rows,), generator=self.generator, device=refs.device)
+        alphas = torch.rand(rows, generator=self.generator, device=refs.device)
+        weights = torch.full((rows,), 1.0 / self.k, dtype=x.dtype, device=x.device)
+        starts = refs[idx].to(x.device, x.dtype)
+        return _path_attribution(model, x, starts, alphas.to(x.device, x.dtype), weights, select)
 
     def __repr__(self) -> str:
         return f"ExpectedGradientsMethod(k={self.k}, references={self.references.shape[0]})"
@@ -496,12 +415,10 @@ def _resolve_method(attribution: Any) -> AttributionMethod:
         if issubclass(attribution, AttributionMethod):
             return attribution()
     raise TypeError(
-        f"attribution must be a string, XGradient or an AttributionMethod, got "
-        f"{attribution!r}."
+        f"attribution must be a string, XGradient or an AttributionMethod, got {attribution!r}."
     )
 
 
-# ------------------------------------------------------------------------- targets
 def _check_output(out: Any, rows: int) -> None:
     if not isinstance(out, Tensor):
         raise TypeError(
@@ -515,21 +432,30 @@ def _check_output(out: Any, rows: int) -> None:
         )
 
 
-def _single_output(out: Tensor) -> bool:
-    return out.dim() == 1 or (out.dim() == 2 and out.shape[1] == 1)
-
-
 def _make_selector(target: Any, labels: Tensor, n: int) -> Selector:
+    if callable(target):
+
+        def select_user(rows: Tensor, out_x: Tensor) -> Tensor:
+            values = target(rows)
+            if not isinstance(values, Tensor) or values.shape != (rows.shape[0],):
+                raise ValueError(
+                    "a callable target must map the model output of R rows to a tensor of "
+                    f"shape (R,), got {getattr(values, 'shape', type(values).__name__)} "
+                    f"for R = {rows.shape[0]}."
+                )
+            return values
+
+        return select_user
+
     def select(rows: Tensor, out_x: Tensor) -> Tensor:
-        if _single_output(rows):
+        if rows.dim() == 1 or (rows.dim() == 2 and rows.shape[1] == 1):
             return rows.reshape(-1)
         if rows.dim() != 2:
             raise ValueError(
-                f"the model output has shape {tuple(rows.shape)}; AttributionPrior "
-                "attributes outputs of shape (N,), (N, 1) or (N, C). Pass a callable "
-                "target to pick one scalar per example."
+                f"the model output has shape {tuple(rows.shape)}; AttributionPrior attributes "
+                "outputs of shape (N,), (N, 1) or (N, C). Pass a callable target to pick one "
+                "scalar per example."
             )
-        repeats = rows.shape[0] // n
         if target == "label":
             if labels.is_floating_point() or labels.dim() != 1:
                 raise ValueError(
@@ -542,27 +468,12 @@ def _make_selector(target: Any, labels: Tensor, n: int) -> Selector:
             idx = out_x.detach().argmax(dim=1)
         else:  # an int class, validated and selected as by XGradient.attribute
             return select_output(rows, int(target), rows.shape[0])
-        # the same selection (and range check) as XGradient.attribute's per-example target
-        return select_output(rows, idx.to(rows.device).repeat(repeats), rows.shape[0])
+        idx = idx.to(rows.device).repeat(rows.shape[0] // n)
+        return select_output(rows, idx, rows.shape[0])
 
-    if callable(target):
-        user = target
-
-        def select_user(rows: Tensor, out_x: Tensor) -> Tensor:
-            values = user(rows)
-            if not isinstance(values, Tensor) or values.shape != (rows.shape[0],):
-                raise ValueError(
-                    "a callable target must map the model output of R rows to a tensor "
-                    f"of shape (R,), got {getattr(values, 'shape', type(values).__name__)} "
-                    f"for R = {rows.shape[0]}."
-                )
-            return values
-
-        return select_user
     return select
 
 
-# --------------------------------------------------------------------------- helper
 @dataclass(frozen=True)
 class PriorLoss:
     """What :class:`AttributionPrior` returns for one batch.
@@ -572,9 +483,9 @@ class PriorLoss:
     loss : Tensor
         ``task_loss + weight * prior_loss``; call ``loss.backward()``.
     task_loss : Tensor
-        The task loss (differentiable).
+        The task loss.
     prior_loss : Tensor
-        The prior :math:`\\Omega` (differentiable; zero and constant if ``weight == 0``).
+        The prior :math:`\\Omega` (a constant zero if ``weight == 0``).
     output : Tensor
         The model output at the inputs, detached.
     attributions : Tensor or None
@@ -588,10 +499,8 @@ class PriorLoss:
     Examples
     --------
     >>> import torch
-    >>> from torch import nn
     >>> from captum_xgrad import AttributionPrior, priors
-    >>> model = nn.Sequential(nn.Linear(4, 8, bias=False), nn.ReLU(),
-    ...                       nn.Linear(8, 3, bias=False))
+    >>> model = torch.nn.Linear(4, 3, bias=False)
     >>> res = AttributionPrior(model, priors.l1_prior, weight=0.5)(
     ...     torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2]))
     >>> bool(torch.isclose(res.loss, res.task_loss + 0.5 * res.prior_loss))
@@ -606,75 +515,53 @@ class PriorLoss:
 
 
 class AttributionPrior:
-    r"""Task loss plus a weighted attribution prior, with one model call per step.
+    r"""Task loss plus prior, :math:`\mathcal{L}_{task}(f(x), y) + \lambda\,\Omega(\Phi(x))`.
 
-    .. math::
-
-        \mathcal{L} = \mathcal{L}_{task}(f(x), y) + \lambda\, \Omega(\Phi(x), \dots)
-
-    Calling the helper on a batch runs one forward pass (shared by the task loss and
-    the attribution), one backward pass with ``create_graph=True`` for the
-    attributions, and returns a :class:`PriorLoss`. ``loss.backward()`` then runs the
-    double backward. The helper never calls ``zero_grad``, ``step`` or changes the
-    model's mode, so it works with any optimizer, gradient accumulation, LR schedulers,
-    :func:`torch.autocast` (wrap the call) and
-    :class:`~torch.nn.parallel.DistributedDataParallel` (pass the wrapped model; the
-    prior is computed on each process's own batch, as for BatchNorm statistics, so a
-    batch-level prior such as :func:`~captum_xgrad.priors.gini_prior` sees the local
-    batch).
+    :math:`\Phi` stays differentiable in the parameters, :math:`\Omega` is e.g. from
+    :mod:`captum_xgrad.priors`. ``helper(inputs, labels, *prior_args, **prior_kwargs)`` runs one
+    forward and one backward (``create_graph=True``) and returns a :class:`PriorLoss`; the extra
+    arguments go to the prior. It never calls ``zero_grad``/``step`` or changes the model's
+    mode: it works with any optimizer, :func:`torch.autocast` and DDP (pass the wrapped model).
 
     Parameters
     ----------
     model : callable
-        The model (an ``nn.Module``, possibly DDP-wrapped), called as ``model(x)``
-        with one input tensor; it must return ``(N,)``, ``(N, 1)`` or ``(N, C)``.
+        Called as ``model(x)``; returns ``(N,)``, ``(N, 1)`` or ``(N, C)``.
     prior : callable
         ``prior(attributions, *prior_args, **prior_kwargs) -> scalar``, e.g.
-        :func:`captum_xgrad.priors.gini_prior` or :func:`~captum_xgrad.priors.mask_prior`.
+        :func:`captum_xgrad.priors.gini_prior`.
     weight : float, default 1.0
-        :math:`\lambda \ge 0`. With ``0`` no attribution is computed (one plain step).
+        :math:`\lambda \ge 0`. With ``0`` no attribution is computed.
     attribution : str, XGradient class or AttributionMethod, default "xgradient"
-        ``"xgradient"`` (or :class:`captum_xgrad.XGradient`) for
-        :class:`XGradientMethod`, ``"gradient"``, ``"input_x_gradient"``,
-        ``"integrated_gradients"`` (8 Gauss-Legendre steps), or an instance such as
-        ``IntegratedGradientsMethod(n_steps=32)`` or ``ExpectedGradientsMethod(x_train, k=1)``.
+        ``"xgradient"`` (or :class:`captum_xgrad.XGradient`), ``"gradient"``,
+        ``"input_x_gradient"``, ``"integrated_gradients"`` (8 Gauss-Legendre steps), or an
+        instance such as ``ExpectedGradientsMethod(x_train, k=1)``.
     loss_fn : callable, optional
-        ``loss_fn(output, labels) -> scalar``; default
-        :func:`torch.nn.functional.cross_entropy`. For one logit per example use e.g.
-        ``torch.nn.BCEWithLogitsLoss()``.
+        ``loss_fn(output, labels)``; default :func:`torch.nn.functional.cross_entropy`.
     target : {"label", "pred"}, int or callable, default "label"
-        Which output is attributed: the labelled class, the predicted class, a fixed
-        class, or ``target(output_rows) -> (rows,)``. For models with one output per
-        example that output is attributed whatever ``target`` says (except callables).
+        The attributed output: labelled class, predicted class, a fixed class, or
+        ``target(output_rows) -> (rows,)``. Single-output models attribute their output
+        (unless ``target`` is a callable).
 
     Raises
     ------
-    TypeError
-        If ``model``, ``prior`` or ``loss_fn`` is not callable, or ``attribution`` has
-        the wrong type.
-    ValueError
-        For a negative or non-finite ``weight``, an unknown ``attribution`` or
-        ``target``; at call time for labels that do not match the batch.
+    TypeError, ValueError
+        For a non-callable ``model``, ``prior`` or ``loss_fn``, a negative or non-finite
+        ``weight``, an unknown ``attribution`` or ``target``; at call time for non-float
+        inputs, labels without one row per example or a non-scalar prior.
 
     Examples
     --------
     >>> import torch
-    >>> from torch import nn
     >>> from captum_xgrad.priors import gini_prior
     >>> from captum_xgrad.training import AttributionPrior
-    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-    <torch._C.Generator object at ...>
-    >>> model = nn.Sequential(nn.Linear(6, 16, bias=False), nn.ReLU(),
-    ...                       nn.Linear(16, 3, bias=False))
-    >>> helper = AttributionPrior(model, gini_prior, weight=0.1)
-    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    >>> x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
-    >>> parts = helper(x, y)
-    >>> opt.zero_grad(); parts.loss.backward(); opt.step()
+    >>> model = torch.nn.Sequential(torch.nn.Linear(6, 16, bias=False), torch.nn.ReLU(),
+    ...                             torch.nn.Linear(16, 3, bias=False))
+    >>> parts = AttributionPrior(model, gini_prior, weight=0.1)(torch.randn(8, 6),
+    ...                                                        torch.randint(0, 3, (8,)))
+    >>> parts.loss.backward()  # then optimizer.step()
     >>> parts.attributions.shape
     torch.Size([8, 6])
-    >>> bool(torch.isclose(parts.loss, parts.task_loss + 0.1 * parts.prior_loss))
-    True
     """
 
     def __init__(
@@ -690,7 +577,7 @@ class AttributionPrior:
             raise TypeError(f"model must be callable, got {type(model).__name__}.")
         if not callable(prior):
             raise TypeError(
-                f"prior must be callable (e.g. captum_xgrad.priors.gini_prior), got "
+                "prior must be callable (e.g. captum_xgrad.priors.gini_prior), got "
                 f"{type(prior).__name__}."
             )
         if loss_fn is not None and not callable(loss_fn):
@@ -701,14 +588,10 @@ class AttributionPrior:
             raise ValueError(
                 f"weight must be a finite number >= 0 (the lambda of the prior), got {weight!r}."
             )
-        if not (
-            target in ("label", "pred")
-            or callable(target)
-            or (isinstance(target, numbers.Integral) and not isinstance(target, bool))
-        ):
+        is_int = isinstance(target, numbers.Integral) and not isinstance(target, bool)
+        if not (target in ("label", "pred") or callable(target) or is_int):
             raise ValueError(
-                f"target must be 'label', 'pred', an int class index or a callable, got "
-                f"{target!r}."
+                f"target must be 'label', 'pred', an int class index or a callable, got {target!r}."
             )
         self.model = model
         self.prior = prior
@@ -721,61 +604,33 @@ class AttributionPrior:
         prior = getattr(self.prior, "__name__", repr(self.prior))
         return f"AttributionPrior(prior={prior}, weight={self.weight:g}, method={self.method!r})"
 
-    def __call__(self, inputs: Tensor, labels: Tensor, *prior_args: Any, **prior_kwargs: Any) -> PriorLoss:
-        """Compute the combined loss on one batch.
-
-        Parameters
-        ----------
-        inputs : Tensor
-            Floating-point batch ``(N, ...)`` (data: it is not modified and gets no
-            gradient).
-        labels : Tensor
-            Labels for ``loss_fn`` with ``N`` rows.
-        *prior_args, **prior_kwargs
-            Passed to the prior after the attributions (e.g. the mask of
-            :func:`~captum_xgrad.priors.mask_prior`).
-
-        Returns
-        -------
-        PriorLoss
-            The combined loss and its parts.
-
-        Raises
-        ------
-        TypeError
-            For non-tensor or non-float inputs.
-        ValueError
-            If ``labels`` does not have one row per example, or the prior does not
-            return a scalar.
-        """
+    def __call__(
+        self, inputs: Tensor, labels: Tensor, *prior_args: Any, **prior_kwargs: Any
+    ) -> PriorLoss:
+        """The combined loss on the float batch ``inputs`` ``(N, ...)`` with ``N`` labels."""
         if not isinstance(inputs, Tensor) or not inputs.is_floating_point():
-            raise TypeError(
-                "inputs must be a floating-point tensor, got "
-                f"{type(inputs).__name__ if not isinstance(inputs, Tensor) else inputs.dtype}."
-            )
-        if inputs.dim() == 0 or inputs.shape[0] == 0:
-            raise ValueError(f"inputs must be a non-empty batch (N, ...), got shape {tuple(inputs.shape)}.")
-        if not isinstance(labels, Tensor) or labels.dim() == 0 or labels.shape[0] != inputs.shape[0]:
-            got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+            raise TypeError(f"inputs must be a floating-point tensor, got {_kind(inputs)}.")
+        n = inputs.shape[0] if inputs.dim() else 0
+        if n == 0:
             raise ValueError(
-                f"labels must be a tensor with one row per example ({inputs.shape[0]}), "
-                f"got {got}."
+                f"inputs must be a non-empty batch (N, ...), got shape {tuple(inputs.shape)}."
             )
+        if not isinstance(labels, Tensor) or labels.dim() == 0 or labels.shape[0] != n:
+            got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+            raise ValueError(f"labels must be a tensor with one row per example ({n}), got {got}.")
         if self.weight == 0.0:
             output = self.model(inputs)
-            _check_output(output, inputs.shape[0])
+            _check_output(output, n)
             task = self.loss_fn(output, labels)
             zero = torch.zeros((), dtype=task.dtype, device=task.device)
             return PriorLoss(task, task, zero, output.detach(), None)
-        select = _make_selector(self.target, labels, inputs.shape[0])
+        select = _make_selector(self.target, labels, n)
         output, attributions = self.method.forward_and_attribute(self.model, inputs, select)
         task = self.loss_fn(output, labels)
         prior = self.prior(attributions, *prior_args, **prior_kwargs)
         if not isinstance(prior, Tensor) or prior.numel() != 1:
-            raise ValueError(
-                "the prior must return a scalar tensor, got "
-                f"{tuple(prior.shape) if isinstance(prior, Tensor) else type(prior).__name__}."
-            )
+            got = tuple(prior.shape) if isinstance(prior, Tensor) else type(prior).__name__
+            raise ValueError(f"the prior must return a scalar tensor, got {got}.")
         prior = prior.reshape(())
         loss = task + self.weight * prior.to(task.dtype)
         return PriorLoss(loss, task, prior, output.detach(), attributions.detach())
