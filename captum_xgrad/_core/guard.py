@@ -1,9 +1,5 @@
-"""The one homogeneity guard of the attribution entry points, and the one warning helper.
-
-Evidence: the graph certificate where the model traces, else the module scan plus one
-empirical check per input shape; verdicts are cached (LRU) per model train/eval flags,
-parameter and buffer versions, input structure or shapes, and baseline values.
-"""
+"""The one homogeneity guard of the attribution entry points (certificate, else module scan and
+empirical check; verdicts cached per model state, inputs and baselines), and :func:`warn`."""
 
 from __future__ import annotations
 
@@ -19,13 +15,12 @@ import captum
 import torch
 from torch import Tensor, nn
 
-from ..errors import NonHomogeneousError, NonHomogeneousWarning
 from ..homogeneity.static import static_findings
 from .state import model_of
+from ..errors import NonHomogeneousError, NonHomogeneousWarning
 
 __all__ = ["HomogeneityGuard", "warn"]
 
-#: frames in these files are skipped when attributing a warning to the user's line
 _SKIP_DIRS = tuple(
     os.path.dirname(os.path.abspath(module.__file__))
     for module in (sys.modules[__name__.split(".")[0]], captum, torch)
@@ -48,8 +43,9 @@ def _state_key(model: Optional[nn.Module], track_parameters: bool = True) -> Has
     flags = tuple(m.training for m in model.modules())
     if not track_parameters:
         return (id(model), flags)
-    params, buffers = model.parameters(), model.buffers()
-    return (id(model), flags, *(tuple((id(t), t._version) for t in ts) for ts in (params, buffers)))
+    params = tuple((id(t), t._version) for t in model.parameters())
+    buffers = tuple((id(t), t._version) for t in model.buffers())
+    return (id(model), flags, params, buffers)
 
 
 def _baseline_key(baselines: Optional[Sequence[Any]]) -> Hashable:
@@ -74,12 +70,8 @@ def _bullets(items: Iterable[Any]) -> str:
 
 
 class HomogeneityGuard:
-    """Verify once per model state that X-Gradient is exact, and warn or raise if not.
-
-    ``check`` is the mode (see :class:`~captum_xgrad.XGradient`), ``who`` the name in
-    messages, ``silence`` how the user turns it off; ``track_parameters=False`` (the training
-    helpers) verifies once per model and train/eval state instead of per parameter version.
-    """
+    """Verify once per model state (``track_parameters``: and parameter versions) that
+    X-Gradient is exact; warn or raise as ``check`` says (see :class:`~captum_xgrad.XGradient`)."""
 
     def __init__(
         self, check: str, who: str, cache_size: int = 8, silence: Optional[str] = None,
@@ -108,7 +100,6 @@ class HomogeneityGuard:
     ) -> Any:
         """The (cached) :class:`~captum_xgrad.DegreeCertificate` of the model."""
         from ..homogeneity.certificate import certify_homogeneity
-
         model = model_of(forward_func)
         if model is not None and getattr(forward_func, "__self__", None) is None:
             forward_func = model
@@ -129,22 +120,17 @@ class HomogeneityGuard:
         additional_forward_args: Any, target: Any, degree: Any,
         baselines: Optional[Sequence[Any]] = None,
     ) -> Optional[float]:
-        """Check the model (and explicit baselines) before attributing; the proved degree or None.
-
-        ``"static"`` relies on the certificate (the empirical check only where the model
-        does not trace); ``"warn"``/``"raise"`` also run the empirical check. Raises
-        ``ValueError`` for a refused baseline or a wrong ``degree``.
-        """
+        """Check the model (and explicit baselines); the proved degree or None. ``"static"``
+        runs the empirical check only where the model does not trace."""
         if self.check == "off":
             return None
         cert = self.certificate(forward_func, inputs, additional_forward_args, baselines)
         explicit = baselines is not None
         if cert.proved and degree != "auto" and float(degree) != cert.degree:
             raise ValueError(
-                f"{self.who}: the model is proved homogeneous of degree "
-                f"{cert.degree:g}, but degree={degree!r} was given, so the attributions "
-                f"would be off by a factor {cert.degree / float(degree):g}. Pass "
-                f"degree={cert.degree:g} or degree=\"auto\"."
+                f"{self.who}: the model is proved homogeneous of degree {cert.degree:g}, but "
+                f"degree={degree!r} was given, so the attributions would be off by a factor "
+                f"{cert.degree / float(degree):g}. Pass degree={cert.degree:g} or degree=\"auto\"."
             )
         report = None
         if self.check in ("warn", "raise") or cert.status == "unknown":
@@ -182,10 +168,9 @@ class HomogeneityGuard:
             text += "Modules that break homogeneity:\n" + _bullets(static) + "\n"
         if cert.centre is not None:
             text += (
-                f" The model begins with {cert.centre_expression}, so it is homogeneous about "
-                "the point this map sends to zero: pass "
-                "baselines=captum_xgrad.certify_homogeneity(model, inputs).centre (for a "
-                "normalising wrapper, its `mean`)."
+                f" The model begins with {cert.centre_expression}, so it is homogeneous about the "
+                "point this map sends to zero: pass baselines=captum_xgrad.certify_homogeneity("
+                "model, inputs).centre (for a normalising wrapper, its `mean`)."
             )
         if explicit:
             raise ValueError(
@@ -216,7 +201,6 @@ class HomogeneityGuard:
     ) -> Any:
         """The (cached) empirical check; about baselines ``b``, :math:`f(b + z)` at ``x - b``."""
         from ..homogeneity.empirical import check_homogeneity
-
         model = model_of(forward_func)
         key = ("empirical", _state_key(model, self.track_parameters),
                tuple((tuple(x.shape), x.dtype, x.device) for x in inputs),
@@ -257,7 +241,6 @@ class HomogeneityGuard:
         if self.check == "off":
             return
         from ..homogeneity.certificate import certify_layer
-
         model = model_of(forward_func)
         args = tuple(additional_forward_args) if additional_forward_args is not None else ()
         for layer in layers:
@@ -273,16 +256,15 @@ class HomogeneityGuard:
             if cert is not None and cert.proved:
                 if float(degree) != cert.degree:
                     raise ValueError(
-                        f"{self.who}: the network after layer {cert.layer!r} is proved "
-                        f"homogeneous of degree {cert.degree:g} in its activation, but "
-                        f"degree={degree!r} was given. Pass degree={cert.degree:g}."
+                        f"{self.who}: the network after layer {cert.layer!r} is proved homogeneous "
+                        f"of degree {cert.degree:g} in its activation, but degree={degree!r} was "
+                        f"given. Pass degree={cert.degree:g}."
                     )
                 continue
             if cert is None:
                 text = (
-                    f"{self.who}: the model is not an nn.Module, so it cannot be proved "
-                    f"that layer X-Gradient at {type(layer).__name__} equals "
-                    "LayerIntegratedGradients."
+                    f"{self.who}: the model is not an nn.Module, so it cannot be proved that "
+                    f"layer X-Gradient at {type(layer).__name__} equals LayerIntegratedGradients."
                 )
             else:
                 where = "input" if attribute_to_layer_input else "output"

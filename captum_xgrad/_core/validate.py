@@ -151,16 +151,11 @@ def validate_target_batch_size(target_batch_size: Any) -> None:
 
 def validate_degree(degree: Any, allow_auto: bool = True, allow_none: bool = False) -> Any:
     """Return ``degree`` if it is a positive finite number (or ``"auto"``, or ``None``)."""
-    if (allow_auto and isinstance(degree, str) and degree == "auto") or (
-        allow_none and degree is None
-    ):
+    auto = allow_auto and isinstance(degree, str) and degree == "auto"
+    if auto or (allow_none and degree is None):
         return degree
-    if (
-        isinstance(degree, bool)
-        or not isinstance(degree, numbers.Real)
-        or not math.isfinite(float(degree))
-        or degree <= 0
-    ):
+    real = isinstance(degree, numbers.Real) and not isinstance(degree, bool)
+    if not (real and math.isfinite(float(degree)) and degree > 0):
         options = (["None (estimate it)"] if allow_none else []) + ["a positive number"]
         allowed = " or ".join(options + (['"auto"'] if allow_auto else []))
         raise ValueError(
