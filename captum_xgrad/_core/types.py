@@ -1,11 +1,4 @@
-"""The one table of torch module classes that the library's rules are about.
-
-Every ``isinstance`` test on a family of modules (biased layers, normalisation,
-dropout, pooling, activations) uses a tuple from here, so that the static scan, the
-converter, the certificate and the model-state guard agree on what each family is,
-and torch's private base classes (``_ConvNd``, ``_NormBase``, ...) are named in one
-place only.
-"""
+"""The one table of torch module classes (and torch's private bases) the library's rules use."""
 
 from __future__ import annotations
 
@@ -19,12 +12,10 @@ __all__ = [
     "RELU_REPLACEABLE", "CONSTANT_PAD",
 ]
 
-#: convolutions and transposed convolutions of every dimension
 CONV: Tuple[type, ...] = (nn.modules.conv._ConvNd,)
 CONV_TRANSPOSE: Tuple[type, ...] = (nn.modules.conv._ConvTransposeNd,)
 #: layers of the form ``W x + b`` (their bias breaks homogeneity)
 BIASED: Tuple[type, ...] = (nn.Linear, nn.Bilinear) + CONV
-#: BatchNorm of every dimension (and SyncBatchNorm)
 BATCH_NORM: Tuple[type, ...] = (nn.modules.batchnorm._BatchNorm,)
 #: normalisation layers with running statistics (BatchNorm, InstanceNorm with stats)
 NORM_WITH_STATS: Tuple[type, ...] = (nn.modules.batchnorm._NormBase,)
@@ -34,7 +25,8 @@ PER_EXAMPLE_NORMS: Tuple[type, ...] = (
 ) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
 DROPOUT: Tuple[type, ...] = (nn.modules.dropout._DropoutNd, nn.AlphaDropout, nn.FeatureAlphaDropout)
 MAX_POOL: Tuple[type, ...] = (
-    nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd, nn.modules.pooling._LPPoolNd,
+    nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd,
+    nn.modules.pooling._LPPoolNd,
 )
 AVG_POOL: Tuple[type, ...] = (nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd)
 #: linear maps of their input that change only its layout (or pad with a copy of it)
@@ -45,9 +37,8 @@ LAYOUT: Tuple[type, ...] = (
 )
 CONSTANT_PAD: Tuple[type, ...] = (nn.modules.padding._ConstantPadNd,)
 NON_HOMOGENEOUS_ACTIVATIONS: Tuple[type, ...] = (
-    nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU, nn.ELU, nn.CELU, nn.SELU, nn.Softplus,
-    nn.Softmax, nn.Softmax2d, nn.LogSoftmax, nn.Softmin, nn.Mish, nn.Hardswish,
-    nn.Hardsigmoid,
+    nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU, nn.ELU, nn.CELU, nn.SELU, nn.Softplus, nn.Softmax,
+    nn.Softmax2d, nn.LogSoftmax, nn.Softmin, nn.Mish, nn.Hardswish, nn.Hardsigmoid,
     nn.Hardtanh,  # includes ReLU6 (a Hardtanh subclass)
     nn.LogSigmoid, nn.Softsign, nn.Tanhshrink, nn.Hardshrink, nn.Softshrink, nn.GLU,
 )
