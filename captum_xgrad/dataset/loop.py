@@ -39,7 +39,7 @@ _OTHER = {"model_fingerprint": "another model (other weights, class, layer or tr
 
 def _target_name(target: TargetSpec) -> str:
     """The target rule as the index stores it; ``ValueError`` for anything else."""
-    if target in ("label", "pred") and isinstance(target, str):
+    if isinstance(target, str) and target in ("label", "pred"):
         return target
     if isinstance(target, int) and not isinstance(target, bool):
         if target < 0:
@@ -61,18 +61,14 @@ def _unpack_data(
     collate_fn, pin_memory = None, False
     if isinstance(data, DataLoader):
         if isinstance(data.sampler, RandomSampler):
-            warnings.warn(
-                "the DataLoader shuffles; attribute_dataset ignores its sampler and writes "
-                "the rows in dataset order.",
-                UserWarning,
-                stacklevel=3,
-            )
+            warnings.warn("the DataLoader shuffles; attribute_dataset ignores its sampler and "
+                          "writes the rows in dataset order.", UserWarning, stacklevel=3)
         collate_fn, pin_memory = data.collate_fn, data.pin_memory
         batch_size = data.batch_size if batch_size is None else batch_size
         num_workers = data.num_workers if num_workers is None else num_workers
         data = data.dataset
-    if isinstance(data, IterableDataset) or not (
-        hasattr(data, "__len__") and hasattr(data, "__getitem__")
+    if isinstance(data, IterableDataset) or not hasattr(data, "__getitem__") or not hasattr(
+        data, "__len__"
     ):
         raise TypeError(
             "data must be a map-style Dataset (with __len__ and __getitem__, yielding "
@@ -225,8 +221,8 @@ def _setup(
         _store.open_arrays(out, index)  # the arrays must match the index
         if index["complete"]:
             return set(range(index["num_batches"])), 0, index
-        done = _store.completed_batches(out, index["num_batches"])
-        return done, _store.next_run_id(out), index
+        done, run_id = _store.read_progress(out, index["num_batches"])
+        return done, run_id, index
     rows = first_batch()  # before anything is written, so that a failing model writes nothing
     _store.clear_store(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -269,7 +265,7 @@ def _finish(out: Path, index: Dict[str, Any]) -> None:
     """Mark the store complete once every batch is logged, and remove the progress logs."""
     if index["complete"]:
         return
-    done = _store.completed_batches(out, index["num_batches"])
+    done, _ = _store.read_progress(out, index["num_batches"])
     missing = sorted(set(range(index["num_batches"])) - done)
     if missing:
         raise RuntimeError(
@@ -281,18 +277,10 @@ def _finish(out: Path, index: Dict[str, Any]) -> None:
 
 
 def attribute_dataset(
-    method: Any,
-    data: Any,
-    out: PathLike,
-    *,
-    target: TargetSpec = "label",
-    batch_size: Optional[int] = None,
-    dtype: torch.dtype = torch.float16,
-    num_workers: Optional[int] = None,
-    device: Union[None, str, torch.device] = None,
-    resume: bool = True,
-    overwrite: bool = False,
-    progress: bool = True,
+    method: Any, data: Any, out: PathLike, *, target: TargetSpec = "label",
+    batch_size: Optional[int] = None, dtype: torch.dtype = torch.float16,
+    num_workers: Optional[int] = None, device: Union[None, str, torch.device] = None,
+    resume: bool = True, overwrite: bool = False, progress: bool = True,
     attribute_kwargs: Optional[Dict[str, Any]] = None,
 ) -> AttributionStore:
     """Attribute every example of a dataset and store the maps on disk, in dataset order.
@@ -308,8 +296,8 @@ def attribute_dataset(
     Parameters
     ----------
     method : Captum-style attribution object
-        Anything with ``forward_func`` (also run under ``no_grad`` for the stored outputs)
-        and ``attribute(inputs, target=...)`` returning one tensor, e.g. ``XGradient(model)``.
+        Anything with ``forward_func`` (run once more for the stored outputs) and
+        ``attribute(inputs, target=...)`` returning one tensor, e.g. ``XGradient(model)``.
     data : Dataset or DataLoader
         A map-style dataset of ``(input, label)``, or a DataLoader over one (its sampler
         is ignored; its collate_fn, workers, pin_memory and batch size are used).
@@ -356,10 +344,9 @@ def attribute_dataset(
     Examples
     --------
     >>> import tempfile, torch
-    >>> from torch import nn
     >>> from torch.utils.data import TensorDataset
     >>> from captum_xgrad import XGradient, attribute_dataset
-    >>> model = nn.Sequential(nn.Linear(4, 8, bias=False), nn.ReLU(), nn.Linear(8, 3, bias=False))
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8, bias=False), torch.nn.ReLU())
     >>> data = TensorDataset(torch.rand(10, 4), torch.randint(0, 3, (10,)))
     >>> tmp = tempfile.TemporaryDirectory()
     >>> store = attribute_dataset(XGradient(model), data, tmp.name, target="pred",

@@ -107,9 +107,7 @@ def model_fingerprint(method: Any) -> str:
             put(f"{name}|{value!r}")
             continue
         put(f"{name}|{tuple(value.shape)}|{value.dtype}")
-        flat = value.detach().cpu().contiguous().reshape(-1)
-        flat = flat.to(torch.uint8) if flat.dtype == torch.bool else flat
-        h.update(flat.view(torch.uint8).numpy().tobytes())
+        h.update(value.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
     return "sha256:" + h.hexdigest()
 
 
@@ -210,25 +208,20 @@ def write_rows(arrays: Dict[str, np.memmap], key: str, start: int, rows: np.ndar
         file.write(np.ascontiguousarray(rows, dtype=arr.dtype).tobytes())
 
 
-def completed_batches(directory: PathLike, num_batches: int) -> Set[int]:
-    """The batches logged in ``progress/``; a last line cut short by a crash is ignored."""
+def read_progress(directory: PathLike, num_batches: int) -> Tuple[Set[int], int]:
+    """The batches logged in ``progress/`` (a last line cut short by a crash is ignored)
+    and the next run number."""
     done: Set[int] = set()
+    runs = [-1]
     for log in sorted((Path(directory) / PROGRESS).glob("*.log")):
         for line in log.read_text(encoding="ascii", errors="replace").split("\n")[:-1]:
             if not line.isdigit() or int(line) >= num_batches:
                 raise _corrupt(Path(directory), f"{PROGRESS}/{log.name} has a bad line {line!r}")
             done.add(int(line))
-    return done
-
-
-def next_run_id(directory: PathLike) -> int:
-    """One more than the highest run number among the progress logs."""
-    runs = [-1]
-    for log in (Path(directory) / PROGRESS).glob("run*-rank*.log"):
-        number = log.name[3:].split("-", 1)[0]
-        if number.isdigit():
-            runs.append(int(number))
-    return max(runs) + 1
+        run = log.name[3:].split("-", 1)[0]
+        if log.name.startswith("run") and run.isdigit():
+            runs.append(int(run))
+    return done, max(runs) + 1
 
 
 def log_batch(directory: PathLike, run: int, rank: int, batch: int) -> None:
@@ -243,18 +236,12 @@ class AttributionStore:
     """A read-only view of a store written by :func:`~captum_xgrad.attribute_dataset`.
 
     The arrays are memory-mapped; indexing reads only the rows asked for, as tensors.
+    Attributes: ``path`` (a :class:`pathlib.Path`) and ``index``, the parsed ``index.json``.
 
     Parameters
     ----------
     path : str or os.PathLike
         The store's directory.
-
-    Attributes
-    ----------
-    path : pathlib.Path
-        The store's directory.
-    index : dict
-        The parsed ``index.json`` (see :mod:`captum_xgrad.dataset.store`).
 
     Raises
     ------
@@ -269,10 +256,9 @@ class AttributionStore:
     Examples
     --------
     >>> import tempfile, torch
-    >>> from torch import nn
     >>> from torch.utils.data import TensorDataset
     >>> from captum_xgrad import AttributionStore, XGradient, attribute_dataset
-    >>> model = nn.Sequential(nn.Linear(4, 8, bias=False), nn.ReLU(), nn.Linear(8, 3, bias=False))
+    >>> model = torch.nn.Linear(4, 3, bias=False)
     >>> data = TensorDataset(torch.rand(10, 4), torch.randint(0, 3, (10,)))
     >>> tmp = tempfile.TemporaryDirectory()
     >>> _ = attribute_dataset(XGradient(model), data, tmp.name, batch_size=4, progress=False)
@@ -291,13 +277,9 @@ class AttributionStore:
         self.index: Dict[str, Any] = read_index(self.path)
         self._arrays = open_arrays(self.path, self.index)
         if not self.complete:
-            warnings.warn(
-                f"the attribution store {self.path} is incomplete (an interrupted run): rows "
-                "of batches not yet computed are zeros. Resume it with "
-                "attribute_dataset(..., resume=True).",
-                UserWarning,
-                stacklevel=2,
-            )
+            warnings.warn(f"the attribution store {self.path} is incomplete (an interrupted "
+                          "run): rows of batches not yet computed are zeros. Resume it with "
+                          "attribute_dataset(..., resume=True).", UserWarning, stacklevel=2)
 
     @property
     def complete(self) -> bool:
