@@ -100,21 +100,18 @@ class _Dist:
     """Rank, world size and a gloo group for the bookkeeping (objects, barriers)."""
 
     def __init__(self) -> None:
-        self.created = False
-        self.rank, self.world, self.group, self.local_rank = 0, 1, None, 0
-        env_world = int(os.environ.get("WORLD_SIZE", "1"))
-        if not dist.is_available() or (not dist.is_initialized() and env_world <= 1):
-            return
-        if not dist.is_initialized():
+        launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # e.g. by torchrun
+        self.created = dist.is_available() and not dist.is_initialized() and launched
+        if self.created:
             backend = "nccl" if torch.cuda.is_available() else "gloo"
             if backend == "nccl":
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
             dist.init_process_group(backend=backend)
-            self.created = True
             _log.info("attribute_dataset initialised torch.distributed (%s)", backend)
-        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        on = dist.is_available() and dist.is_initialized()
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if on else (0, 1)
         self.local_rank = int(os.environ.get("LOCAL_RANK", self.rank))
-        self.group = None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
+        self.group = dist.new_group(backend="gloo") if on and dist.get_backend() != "gloo" else None
 
     def on_rank0(self, what: str, work: Callable[[], Any]) -> Any:
         """Run ``work`` on rank 0 and hand its result, or its error, to every rank."""
@@ -134,7 +131,7 @@ class _Dist:
         return result
 
     def close(self) -> None:
-        if self.world > 1 and self.group is not None:
+        if self.group is not None:
             dist.destroy_process_group(self.group)
         if self.created:
             dist.destroy_process_group()
@@ -237,7 +234,7 @@ def _setup(
         np.lib.format.open_memmap(str(out / entry["file"]), mode="w+", shape=tuple(entry["shape"]),
                                   dtype=np.dtype(entry["dtype"]))  # zero-filled, sparse
     _store.write_index(out, index)
-    _store_batch(out, _store.open_arrays(out, index), 0, 0, 0, 0, rows)
+    _store_batch(out, _store.open_arrays(out, index), run=0, rank=0, b=0, start=0, rows=rows)
     return {0}, 1, index
 
 
@@ -331,15 +328,13 @@ def attribute_dataset(
     Raises
     ------
     ValueError
-        Bad arguments; ``out`` holds a store and neither ``resume`` nor ``overwrite`` is
-        set, or one for another model or settings, or a corrupt one; ``out`` holds other
-        files. Nothing is written then.
+        Bad arguments, or a store at ``out`` that cannot be resumed (another model or
+        settings, corrupt, or neither ``resume`` nor ``overwrite``), or other files there.
     TypeError
-        If ``data`` is not a map-style dataset of ``(input, label)`` pairs or the method
-        returns several tensors.
+        If ``data`` does not yield ``(tensor, label)`` pairs or the method returns several tensors.
     RuntimeError
-        On the ranks other than 0 when rank 0 failed to set up or finish the store.
-        (Errors of the model or the dataset propagate and leave the store resumable.)
+        On ranks other than 0 when rank 0 failed to set up or finish the store. Errors
+        of the model or the dataset propagate and leave the store resumable.
 
     Examples
     --------
