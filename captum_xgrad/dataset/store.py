@@ -1,13 +1,11 @@
 """The store of :func:`~captum_xgrad.attribute_dataset`: a directory that numpy alone reads.
 
-``attributions.npy`` (N, *attribution_shape) in the stored dtype, ``targets.npy`` (N,)
-int64 and ``outputs.npy`` (N, *output_shape) float32 are plain ``.npy`` files in dataset
-order, created at full size and filled in place. ``index.json`` holds the format and
-version, the run's settings (length, batch size, input shape, target rule such as
-``"int:3"``, method, ``attribute_kwargs``, :func:`model_fingerprint`), the arrays' files,
-shapes and dtypes, and ``complete``; no time stamps, so a resumed run leaves the bytes of
-an uninterrupted one. ``progress/`` holds each process's log of completed batches while a
-run is under way. (Not zarr: every tool reads ``.npy``; whole batches gain nothing from chunks.)
+``attributions.npy`` (N, *attribution_shape), ``targets.npy`` (N,) int64 and
+``outputs.npy`` (N, *output_shape) float32 are plain ``.npy`` files in dataset order,
+filled in place. ``index.json`` holds the format, the run's settings (target rule such as
+``"int:3"``, :func:`model_fingerprint`...), the arrays' shapes and dtypes and ``complete``,
+but no time, so a resumed run leaves the bytes of an uninterrupted one. ``progress/`` holds
+each process's log of completed batches while a run is under way.
 """
 
 from __future__ import annotations
