@@ -113,10 +113,8 @@ def module_reasons(module: nn.Module, *, include_mode: bool = True) -> List[str]
 def static_findings(model: nn.Module) -> List[str]:
     """Structural scan for what breaks homogeneity, with no forward pass.
 
-    One line per module of ``model.named_modules()`` that :func:`module_reasons` objects
-    to. An empty list means the model *looks* homogeneous: operations in ``forward``
-    that are not modules (``+ 1``, ``torch.sigmoid``) are invisible here; use
-    :func:`check_homogeneity`.
+    One line per module that :func:`module_reasons` objects to. Operations in ``forward``
+    (``+ 1``, ``torch.sigmoid``) are invisible here; :func:`check_homogeneity` sees them.
 
     Parameters
     ----------
