@@ -1,17 +1,6 @@
-r"""The one estimator of the homogeneity degree :math:`k`.
+r"""The one estimator of the degree :math:`k`, for ``degree="auto"`` and ``check_homogeneity``.
 
-Both ``XGradient(degree="auto")`` and :func:`~captum_xgrad.check_homogeneity` estimate
-:math:`k` here. Per output element, :func:`fit_degree` fits
-
-.. math::
-
-    \log \frac{f(\alpha x)}{f(x)} = k \log \alpha
-
-by least squares over the scales :math:`\alpha`, on the elements that are not
-negligible (:math:`|f(x)| > 10^{-3} \max|f(x)|`) and keep their sign under scaling;
-:func:`round_degree` rounds to the nearest integer within ``1e-2``.
-:func:`estimate_degree` adds the consistency test that ``degree="auto"`` needs: every
-element and every scale must give the same :math:`k`.
+It uses the output elements that are not negligible (:math:`|f(x)| > 10^{-3} \max|f(x)|`).
 """
 
 from __future__ import annotations
@@ -26,10 +15,17 @@ from ..errors import NonHomogeneousError
 
 __all__ = ["estimate_degree", "fit_degree", "round_degree"]
 
-#: Elements with ``|f(x)|`` below this fraction of ``max |f(x)|`` carry no information.
-NEGLIGIBLE = 1e-3
-#: An estimate within this distance of an integer is that integer.
-ROUNDING = 1e-2
+NEGLIGIBLE = 1e-3  # fraction of max |f(x)| below which an element carries no information
+ROUNDING = 1e-2  # an estimate this close to an integer is that integer
+_RTOL = {torch.float64: 1e-6, torch.float16: 2e-2, torch.bfloat16: 2e-2}  # else 1e-3
+
+
+def _informative(base: Tensor) -> Tensor:
+    """Mask of the elements of ``base`` (float64) that are not negligible."""
+    mag = float(base.abs().max()) if base.numel() else 0.0
+    if mag > 0:
+        return base.abs() > NEGLIGIBLE * mag
+    return torch.zeros_like(base, dtype=torch.bool)
 
 
 def fit_degree(
@@ -42,17 +38,15 @@ def fit_degree(
     base : Tensor
         :math:`f(x)`, shape ``(N, M)``.
     scaled : sequence of Tensor
-        :math:`f(\alpha x)` for each scale, each of the shape of ``base``.
+        :math:`f(\alpha x)` for each scale, shaped like ``base``.
     scales : sequence of float
         The scales :math:`\alpha` (positive, not 1).
 
     Returns
     -------
-    k : Tensor
-        The fitted degree per element, float64, shape ``(N, M)``.
-    valid : Tensor
-        Boolean mask of the elements where the fit means something (not negligible,
-        same sign at every scale).
+    k, valid : Tensor
+        The fitted degree per element (float64, ``(N, M)``) and the mask of the elements
+        that are not negligible and of the same sign at every scale.
 
     Examples
     --------
@@ -64,16 +58,14 @@ def fit_degree(
     ([[2.0, 2.0]], [[True, True]])
     """
     base = base.double()
-    mag = float(base.abs().max()) if base.numel() else 0.0
-    valid = base.abs() > NEGLIGIBLE * mag if mag > 0 else torch.zeros_like(base, dtype=torch.bool)
+    valid = _informative(base)
     num = torch.zeros_like(base)
     den = 0.0
     for a, s in zip(scales, scaled):
         ratio = s.double() / torch.where(valid, base, torch.ones_like(base))
         valid = valid & (ratio > 0)
-        la = math.log(a)
-        num = num + la * torch.log(torch.where(valid, ratio, torch.ones_like(ratio)))
-        den += la * la
+        num = num + math.log(a) * torch.log(torch.where(valid, ratio, torch.ones_like(ratio)))
+        den += math.log(a) * math.log(a)
     return num / den, valid
 
 
@@ -106,11 +98,8 @@ def estimate_degree(
     scales: Sequence[float],
     rtol: Optional[float] = None,
 ) -> float:
-    r"""Estimate one degree :math:`k` and require every element and scale to agree.
-
-    The per-element, per-scale estimates :math:`\log(f(\alpha x)/f(x))/\log\alpha`
-    must lie within ``rtol * max(1, |k|)`` of their median :math:`k`, which must be
-    positive; the median is then rounded with :func:`round_degree`.
+    r"""One degree :math:`k`: the median of :math:`\log(f(\alpha x)/f(x))/\log\alpha`
+    over elements and scales, all within ``rtol * max(1, |k|)`` of it, rounded.
 
     Parameters
     ----------
@@ -121,8 +110,7 @@ def estimate_degree(
     scales : sequence of float
         The scales :math:`\alpha`.
     rtol : float, optional
-        Allowed spread; ``1e-3`` for float32, ``1e-6`` for float64 and ``2e-2`` for
-        half precision by default.
+        Allowed spread; by default ``1e-3`` (float32), ``1e-6`` (float64), ``2e-2`` (half).
 
     Returns
     -------
@@ -132,8 +120,7 @@ def estimate_degree(
     Raises
     ------
     NonHomogeneousError
-        If the outputs are all ~0, change sign under scaling, or the estimates
-        disagree (no consistent positive degree).
+        If the outputs are all ~0, change sign under scaling, or the estimates disagree.
 
     Examples
     --------
@@ -144,43 +131,32 @@ def estimate_degree(
     >>> estimate_degree(f(x), [f(x / 2), f(2 * x)], [0.5, 2.0])
     2.0
     """
-    if rtol is None:
-        rtol = {torch.float64: 1e-6, torch.float16: 2e-2, torch.bfloat16: 2e-2}.get(
-            f_x.dtype, 1e-3
-        )
-    base = f_x.detach().double().reshape(1, -1)
-    outs = [s.detach().double().reshape(1, -1) for s in scaled]
-    scale = float(base.abs().max()) if base.numel() else 0.0
-    valid = base.abs() > NEGLIGIBLE * scale
-    if scale == 0.0 or not bool(valid.any()):
+    rtol = _RTOL.get(f_x.dtype, 1e-3) if rtol is None else rtol
+    base = f_x.detach().double().reshape(-1)
+    valid = _informative(base)
+    if not bool(valid.any()):
         raise NonHomogeneousError(
             "degree='auto' cannot estimate the homogeneity degree: the selected outputs "
             "are all zero. Pass degree=<k> explicitly."
         )
-    per_scale = []
-    for a, out in zip(scales, outs):
-        ratio = out[valid] / base[valid]
-        if bool((ratio <= 0).any()):
-            raise NonHomogeneousError(
-                "degree='auto': the model output changes sign when the input is scaled "
-                "by a positive factor, so the model is not nonnegatively homogeneous and "
-                "X-Gradient does not equal Integrated Gradients. Run "
-                "captum_xgrad.certify_homogeneity(model, inputs) or "
-                "captum_xgrad.check_homogeneity(model, inputs) to see what breaks it."
-            )
-        per_scale.append(torch.log(ratio) / math.log(a))
-    ks = torch.cat(per_scale)
+    ratios = [s.detach().double().reshape(-1)[valid] / base[valid] for s in scaled]
+    if any(bool((ratio <= 0).any()) for ratio in ratios):
+        raise NonHomogeneousError(
+            "degree='auto': the model output changes sign when the input is scaled by a "
+            "positive factor, so the model is not nonnegatively homogeneous and X-Gradient "
+            "does not equal Integrated Gradients. Run captum_xgrad.certify_homogeneity(model, "
+            "inputs) or captum_xgrad.check_homogeneity(model, inputs) to see what breaks it."
+        )
+    ks = torch.cat([torch.log(ratio) / math.log(a) for a, ratio in zip(scales, ratios)])
     k = float(ks.median())
-    spread = float((ks - k).abs().max())
-    if not math.isfinite(k) or spread > rtol * max(1.0, abs(k)) or k <= 0:
+    if not math.isfinite(k) or float((ks - k).abs().max()) > rtol * max(1.0, abs(k)) or k <= 0:
         shown = ", ".join(f"{a:g}" for a in scales)
         raise NonHomogeneousError(
-            f"degree='auto': estimates of k in f(a*x) = a**k f(x) range from "
-            f"{float(ks.min()):.4g} to {float(ks.max()):.4g} across scales a in "
-            f"{{{shown}}} and examples, so the model is not nonnegatively homogeneous "
-            "(of a positive degree) and X-Gradient would not equal Integrated "
-            "Gradients. Run captum_xgrad.certify_homogeneity(model, inputs) to find "
-            "the cause, convert the model with captum_xgrad.make_x_dnn, or use "
+            f"degree='auto': estimates of k in f(a*x) = a**k f(x) range from {float(ks.min()):.4g}"
+            f" to {float(ks.max()):.4g} across scales a in {{{shown}}} and examples, so the "
+            "model is not nonnegatively homogeneous (of a positive degree) and X-Gradient "
+            "would not equal Integrated Gradients. Run captum_xgrad.certify_homogeneity(model, "
+            "inputs) to find the cause, convert the model with captum_xgrad.make_x_dnn, or use "
             "captum.attr.IntegratedGradients."
         )
     return round_degree(k)

@@ -1,18 +1,25 @@
-r"""The results of the homogeneity checks: :class:`HomogeneityReport` and its findings."""
+"""The results of the homogeneity checks: :class:`HomogeneityReport` and its findings."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import NonHomogeneousError
 
 __all__ = ["CertificateFinding", "DegreeCertificate", "HomogeneityReport", "ModuleFinding"]
 
-# ------------------------------------------------------------------------- report
+_FIX = (
+    "on this model. Convert it with captum_xgrad.make_x_dnn(model) and fine-tune, or use "
+    "captum.attr.IntegratedGradients."
+)
+
+
 def _clean(value: Any) -> Any:
-    """Make ``value`` JSON-serialisable: NaN/Inf floats become None."""
+    """Make ``value`` JSON-serialisable: tensors become lists, NaN/Inf floats None."""
+    if hasattr(value, "tolist"):
+        return _clean(value.tolist())
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, (list, tuple)):
@@ -23,45 +30,41 @@ def _clean(value: Any) -> Any:
 
 
 def _fmt(value: Optional[float], spec: str = ".3g") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    if value is None or not math.isfinite(value):
         return "-"
     return format(value, spec)
 
 
+def _table(title: str, rows: Sequence[Tuple[str, ...]]) -> List[str]:
+    """``title``, then ``rows`` in aligned columns (the last one unpadded)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return [title] + [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows
+    ]
+
+
 @dataclasses.dataclass(frozen=True)
 class ModuleFinding:
-    """One module that fails the homogeneity test on its own.
+    """One module that fails the homogeneity test on its own (made by ``check_homogeneity``).
 
     Attributes
     ----------
     name : str
-        Qualified name in the model (``"layer1.0.bn1"``); ``"<ClassName>"`` for the
-        model's own ``forward``.
+        Qualified name (``"layer1.0.bn1"``); ``"<ClassName>"`` for the model's own forward.
     type : str
         The module's class name.
     violation : float
-        Its largest relative violation
-        :math:`\\max |m(\\alpha h) - \\alpha^{k_m} m(h)| / \\max |\\alpha^{k_m} m(h)|`
-        over the scales, measured on the activations ``h`` it received.
+        Its largest relative violation on the activations it received, as in the report.
     degree : float or None
-        The degree :math:`k_m` estimated for this module (None if none could be).
+        Its estimated degree (None if none could be estimated).
     reason : str
-        The known cause (e.g. "has a bias"), or a description of what was measured.
+        The known cause (e.g. "has a bias"), or what was measured.
 
     Examples
     --------
-    Findings are made by :func:`check_homogeneity`, one per blamed module:
-
-    >>> import torch
-    >>> from torch import nn
-    >>> from captum_xgrad.homogeneity import check_homogeneity
-    >>> _ = torch.manual_seed(0)
-    >>> model = nn.Sequential(nn.Linear(3, 5, bias=False), nn.ReLU(), nn.Linear(5, 2))
-    >>> finding = check_homogeneity(model, torch.randn(4, 3)).offenders[0]
-    >>> finding.name, finding.type, finding.reason
-    ('2', 'Linear', 'has a bias (y = W x + b)')
-    >>> finding.violation > 1e-2
-    True
+    >>> from captum_xgrad.homogeneity import ModuleFinding
+    >>> ModuleFinding("fc", "Linear", 0.5, 1.0, "has a bias (y = W x + b)").reason
+    'has a bias (y = W x + b)'
     """
 
     name: str
@@ -73,42 +76,34 @@ class ModuleFinding:
 
 @dataclasses.dataclass(frozen=True)
 class HomogeneityReport:
-    r"""Result of :func:`check_homogeneity`.
+    r"""Result of :func:`~captum_xgrad.check_homogeneity`; ``str()`` gives a table.
 
     Attributes
     ----------
     model : str
         Class (or function) name of the model.
     input_shapes : tuple of tuple of int
-        Shapes of the inputs it was checked on.
+        Shapes of the inputs checked on.
     is_homogeneous : bool
-        ``True`` if :math:`f(\alpha x) = \alpha^k f(x)` held within tolerance at every
-        scale, with :math:`k > 0`, and :math:`f(0) = 0`.
+        Whether :math:`f(\alpha x) = \alpha^k f(x)` held at every scale, :math:`k > 0`, f(0) = 0.
     degree : float or None
-        The degree tested against: the one passed to :func:`check_homogeneity`, else
-        the estimate (rounded when within 1e-2 of an integer). None when no estimate
-        was possible.
+        The degree tested: the one passed, else the (rounded) estimate; None if neither.
     estimated_degree : float or None
-        Least-squares fit of :math:`\log|f(\alpha x)/f(x)| = k \log \alpha` across
-        scales, median over all outputs.
+        Median over outputs of the fit :func:`~captum_xgrad.homogeneity.degree.fit_degree`.
     degree_per_output : tuple of float or None
-        The fit per output (one per selected target, or per output unit when no
-        target was given; median over examples); None where an output was ~0.
+        The fit per output (median over examples); None where an output was ~0.
     scales : tuple of float
         The factors :math:`\alpha` tried.
     violations : tuple of float
         Per scale, :math:`\max|f(\alpha x) - \alpha^k f(x)| / \max|\alpha^k f(x)|`.
     max_violation : float
         The largest of ``violations``.
-    f_zero : float
-        :math:`\max |f(0)|`.
-    output_scale : float
-        :math:`\max |f(x)|`.
+    f_zero, output_scale : float
+        :math:`\max |f(0)|` and :math:`\max |f(x)|`.
     rtol, atol : float
-        The tolerances used: a scale passes if
-        :math:`\max|f(\alpha x) - \alpha^k f(x)| \le atol + rtol \max|\alpha^k f(x)|`.
+        The tolerances used (see :func:`~captum_xgrad.check_homogeneity`).
     offenders : tuple of ModuleFinding
-        Modules blamed (empty if the model passes, or if blame was skipped).
+        The blamed modules (empty if the model passes or blame was skipped).
     static : tuple of str
         :func:`static_findings` of the model.
     notes : tuple of str
@@ -156,68 +151,46 @@ class HomogeneityReport:
         """
         if not self.is_homogeneous:
             raise NonHomogeneousError(
-                f"{self}\nX-Gradient would not equal Integrated Gradients on this model. "
-                "Convert it with captum_xgrad.make_x_dnn(model) and fine-tune, or use "
-                "captum.attr.IntegratedGradients."
+                f"{self}\nX-Gradient would not equal Integrated Gradients {_FIX}"
             )
 
     def to_dict(self) -> Dict[str, Any]:
-        """The report as a JSON-serialisable dict (NaN/Inf become ``None``).
+        """The report as a JSON-serialisable dict.
 
         Returns
         -------
         dict
-            One key per attribute of the report; tuples become lists, each
-            :class:`ModuleFinding` in ``offenders`` a dict, and non-finite floats
-            ``None``, so that :func:`json.dumps` accepts it.
+            One key per attribute; tuples become lists, findings dicts, NaN/Inf ``None``.
         """
         return _clean(dataclasses.asdict(self))
 
     def __str__(self) -> str:
         verdict = "homogeneous" if self.is_homogeneous else "NOT homogeneous"
         shapes = ", ".join(str(tuple(s)) for s in self.input_shapes)
-        lines = [f"Homogeneity check of {self.model} on inputs {shapes}: {verdict}"]
         per = [d for d in self.degree_per_output if d is not None]
-        per_text = (
-            f" (per output {min(per):.4g} .. {max(per):.4g})" if len(per) > 1 else ""
-        )
-        lines.append(
+        per_text = f" (per output {min(per):.4g} .. {max(per):.4g})" if len(per) > 1 else ""
+        lines = [
+            f"Homogeneity check of {self.model} on inputs {shapes}: {verdict}",
             f"  degree k: tested {_fmt(self.degree, '.4g')}, estimated "
-            f"{_fmt(self.estimated_degree, '.4g')}{per_text}"
-        )
-        lines.append("  scale a   max|f(a x) - a^k f(x)| / max|a^k f(x)|")
-        for a, v in zip(self.scales, self.violations):
-            lines.append(f"  {a:<8.4g}  {_fmt(v, '.2e')}")
-        lines.append(
-            f"  |f(0)| = {_fmt(self.f_zero, '.3g')}   max|f(x)| = "
-            f"{_fmt(self.output_scale, '.3g')}   tolerance: rtol={self.rtol:g}, atol={self.atol:g}"
-        )
-        for note in self.notes:
-            lines.append(f"  note: {note}")
+            f"{_fmt(self.estimated_degree, '.4g')}{per_text}",
+            "  scale a   max|f(a x) - a^k f(x)| / max|a^k f(x)|",
+            *(f"  {a:<8.4g}  {_fmt(v, '.2e')}" for a, v in zip(self.scales, self.violations)),
+            f"  |f(0)| = {_fmt(self.f_zero)}   max|f(x)| = {_fmt(self.output_scale)}   "
+            f"tolerance: rtol={self.rtol:g}, atol={self.atol:g}",
+            *(f"  note: {note}" for note in self.notes),
+        ]
         if self.offenders:
             rows = [("module", "type", "violation", "degree", "reason")] + [
-                (o.name, o.type, _fmt(o.violation, ".2e"), _fmt(o.degree, ".3g"), o.reason)
+                (o.name, o.type, _fmt(o.violation, ".2e"), _fmt(o.degree), o.reason)
                 for o in self.offenders
             ]
-            widths = [max(len(r[i]) for r in rows) for i in range(4)]
-            lines.append(f"Offending modules ({len(self.offenders)}):")
-            for r in rows:
-                lines.append(
-                    "  " + "  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4]
-                )
+            lines += _table(f"Offending modules ({len(self.offenders)}):", rows)
         elif not self.is_homogeneous:
             lines.append("No single module was blamed.")
         if self.static and (self.offenders or not self.is_homogeneous):
             lines.append(f"Structural findings ({len(self.static)}):")
             lines.extend(f"  - {s}" for s in self.static)
         return "\n".join(lines)
-
-
-
-
-# -------------------------------------------------------------------- certificate
-#: The three verdicts of :func:`~captum_xgrad.certify_homogeneity`.
-CERTIFICATE_STATUSES = ("proved", "not_homogeneous", "unknown")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,13 +200,11 @@ class CertificateFinding:
     Attributes
     ----------
     node : str or None
-        The name of the :mod:`torch.fx` graph node (``"layer1_0_bn1"``, ``"add_3"``).
+        The :mod:`torch.fx` graph node (``"layer1_0_bn1"``, ``"add_3"``).
     op : str
         What the node does (``"call_module BatchNorm2d"``, ``"call_function gelu"``).
     module : str or None
-        The qualified name of the submodule whose code holds the node
-        (``"layer1.0.conv1"``); ``None`` for the model's own ``forward`` or when the
-        graph does not say.
+        The submodule whose code holds the node; ``None`` for the model's own forward.
     reason : str
         What breaks homogeneity there, and the fix where there is one.
 
@@ -265,11 +236,9 @@ class DegreeCertificate:
     model : str
         Class name of the model.
     status : {"proved", "not_homogeneous", "unknown"}
-        ``"proved"``: :math:`f(b + \alpha z) = \alpha^k f(b + z)` holds for every input
-        and every :math:`\alpha \ge 0` (``b`` the baseline, 0 by default), by the
-        rules applied to every node of the traced graph. ``"not_homogeneous"``: a node
-        breaks it for a structural reason (in :attr:`findings`). ``"unknown"``: the
-        model did not trace, or uses an operation without a rule.
+        ``"proved"``: :math:`f(b + \alpha z) = \alpha^k f(b + z)` for all inputs and
+        :math:`\alpha \ge 0` (``b`` the baseline); ``"not_homogeneous"``: a node breaks it;
+        ``"unknown"``: no trace, or an operation without a rule.
     degree : float or None
         The proved degree :math:`k > 0`; ``None`` unless proved.
     findings : tuple of CertificateFinding
@@ -277,13 +246,10 @@ class DegreeCertificate:
     method : str
         How the graph was obtained (``"torch.fx.symbolic_trace"``), or why not.
     centre : Tensor, tuple or None
-        When the model begins with an elementwise affine map of its input
-        (``(x - m) / s``, ``x * s + t``, a ``Normalize``), the point it sends to zero,
-        shaped ``(1, *input.shape[1:])``: the baseline about which X-Gradient is exact.
-        ``None`` where there is no such map (a tuple, one entry per input, for
-        several inputs).
+        For a model beginning with an elementwise affine map (``(x - m) / s``), the point
+        it sends to zero, shape ``(1, *input.shape[1:])``: the baseline for exact X-Gradient.
     centre_expression : str or None
-        That map, written with the model's attribute names (``"(x - mean) / std"``).
+        That map, in the model's attribute names (``"(x - mean) / std"``).
     layer : str or None
         For :func:`~captum_xgrad.homogeneity.certify_layer`: the layer certified.
     suggestion : str or None
@@ -319,19 +285,16 @@ class DegreeCertificate:
         return self.status == "proved"
 
     def raise_if_not(self) -> None:
-        """Raise :class:`~captum_xgrad.NonHomogeneousError` unless :attr:`proved`.
+        """Raise :class:`~captum_xgrad.NonHomogeneousError` (with this table) unless proved.
 
         Raises
         ------
         NonHomogeneousError
-            If the status is ``"not_homogeneous"`` or ``"unknown"``; the message is
-            this certificate's table.
+            If the status is ``"not_homogeneous"`` or ``"unknown"``.
         """
         if not self.proved:
             raise NonHomogeneousError(
-                f"{self}\nX-Gradient is not proved to equal Integrated Gradients on this "
-                "model. Convert it with captum_xgrad.make_x_dnn(model) and fine-tune, "
-                "or use captum.attr.IntegratedGradients."
+                f"{self}\nX-Gradient is not proved to equal Integrated Gradients {_FIX}"
             )
 
     def to_dict(self) -> Dict[str, Any]:
@@ -340,19 +303,10 @@ class DegreeCertificate:
         Returns
         -------
         dict
-            One key per attribute; ``findings`` a list of dicts.
+            One key per attribute, ``findings`` a list of dicts, plus ``proved``.
         """
-
-        def plain(v: Any) -> Any:
-            if hasattr(v, "tolist"):
-                return v.tolist()
-            if isinstance(v, (list, tuple)):
-                return [plain(x) for x in v]
-            return v
-
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["findings"] = [dataclasses.asdict(f) for f in self.findings]
-        out["centre"] = plain(self.centre)
         out["proved"] = self.proved
         return _clean(out)
 
@@ -375,10 +329,7 @@ class DegreeCertificate:
                 (f.node or "-", f.op, f.module if f.module is not None else "<forward>", f.reason)
                 for f in self.findings
             ]
-            widths = [max(len(r[i]) for r in rows) for i in range(3)]
-            lines.append(f"Findings ({len(self.findings)}):")
-            for r in rows:
-                lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+            lines += _table(f"Findings ({len(self.findings)}):", rows)
         if self.suggestion:
             lines.append(f"  exact instead: the enclosing layer {self.suggestion!r}")
         return "\n".join(lines)

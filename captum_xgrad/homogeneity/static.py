@@ -1,10 +1,4 @@
-r"""Structural scan of a model's modules for what breaks homogeneity (no forward pass).
-
-:func:`static_findings` walks ``model.named_modules()`` and :func:`module_reasons`
-judges one module on its own: biases of Linear/Conv layers, normalisation with a shift
-or batch statistics, non-homogeneous activations, Dropout in training mode. It cannot
-see code in ``forward``; :func:`~captum_xgrad.certify_homogeneity` can.
-"""
+"""Structural scan of a model's modules for what breaks homogeneity, with no forward pass."""
 
 from __future__ import annotations
 
@@ -13,41 +7,37 @@ from typing import List, Optional
 import torch
 from torch import Tensor, nn
 
-from .._core.types import BATCH_NORM, BIASED, DROPOUT, NON_HOMOGENEOUS_ACTIVATIONS, PER_EXAMPLE_NORMS
+from .._core.types import BATCH_NORM, BIASED, DROPOUT, PER_EXAMPLE_NORMS
+from .._core.types import NON_HOMOGENEOUS_ACTIVATIONS
 
 __all__ = ["module_reasons", "static_findings"]
 
-# ------------------------------------------------------------------ static knowledge
-_CONV_LIKE = BIASED
-_NON_HOMOGENEOUS_ACTIVATIONS = NON_HOMOGENEOUS_ACTIVATIONS
-
-#: name fragments of a custom module's own parameters that usually enter ``forward``
-#: additively (Fixup's ``bias1a``, ViT's ``pos_embedding``/``class_token``).
+# name fragments of a custom module's own parameters that usually enter forward additively
+# (Fixup's bias1a, ViT's pos_embedding/class_token)
 _ADDITIVE_PARAM_HINTS = ("bias", "shift", "offset", "embed", "token")
 
 
 def _all_zero(t: Tensor) -> bool:
     """Whether ``t`` is all zeros (False for tensors without data, e.g. on "meta")."""
-    if t.device.type == "meta":
-        return False
-    return bool(torch.count_nonzero(t.detach()) == 0)
+    return t.device.type != "meta" and bool(torch.count_nonzero(t.detach()) == 0)
+
+
+def _zero_note(t: Tensor) -> str:
+    return ", currently all zero" if _all_zero(t) else ""
 
 
 def _activation_reason(module: nn.Module) -> Optional[str]:
+    """Why the activation (or attention) ``module`` is not homogeneous; None if it is."""
     if isinstance(module, nn.ReLU6):
         return "ReLU6 clips at 6, so it is not homogeneous (use nn.ReLU)"
-    if isinstance(module, nn.Threshold):
-        if module.threshold == 0 and module.value == 0:
-            return None
+    if isinstance(module, nn.Threshold) and (module.threshold != 0 or module.value != 0):
         return (
             f"Threshold(threshold={module.threshold}, value={module.value}) is not "
             "homogeneous (only threshold=0, value=0 is)"
         )
-    if isinstance(module, _NON_HOMOGENEOUS_ACTIVATIONS):
-        return (
-            f"{type(module).__name__} is a non-homogeneous activation "
-            "(use ReLU, LeakyReLU or PReLU)"
-        )
+    if isinstance(module, NON_HOMOGENEOUS_ACTIVATIONS):
+        name = type(module).__name__
+        return f"{name} is a non-homogeneous activation (use ReLU, LeakyReLU or PReLU)"
     if isinstance(module, nn.MultiheadAttention):
         return "attention applies a softmax to scaled scores, which is not homogeneous"
     return None
@@ -56,16 +46,15 @@ def _activation_reason(module: nn.Module) -> Optional[str]:
 def module_reasons(module: nn.Module, *, include_mode: bool = True) -> List[str]:
     """Reasons why ``module`` on its own (not its submodules) is not homogeneous.
 
-    A purely structural judgement: no forward pass, values are only looked at to say
-    e.g. that a bias is currently zero.
+    Structural only: values are looked at just to say e.g. that a bias is all zero.
 
     Parameters
     ----------
     module : nn.Module
-        The module to judge. Its submodules are not looked at.
+        The module to judge.
     include_mode : bool, default True
-        Also report what only breaks homogeneity because of training mode
-        (BatchNorm with batch statistics, Dropout).
+        Also report what breaks homogeneity only in training mode (BatchNorm with batch
+        statistics, Dropout).
 
     Returns
     -------
@@ -81,74 +70,51 @@ def module_reasons(module: nn.Module, *, include_mode: bool = True) -> List[str]
     >>> module_reasons(nn.Linear(3, 2, bias=False))
     []
     """
-    reasons: List[str] = []
-    if isinstance(module, _CONV_LIKE) and getattr(module, "bias", None) is not None:
-        zero = _all_zero(module.bias)
-        reasons.append("has a bias (y = W x + b)" + (", currently all zero" if zero else ""))
-    elif isinstance(module, BATCH_NORM):
-        uses_batch_stats = module.training or not module.track_running_stats
-        if uses_batch_stats and (include_mode or not module.track_running_stats):
-            why = "in training mode" if module.track_running_stats else "without running statistics"
+    bias = getattr(module, "bias", None)
+    if isinstance(module, BIASED) and bias is not None:
+        return ["has a bias (y = W x + b)" + _zero_note(bias)]
+    if isinstance(module, BATCH_NORM):
+        reasons = []
+        tracked = module.track_running_stats
+        if (module.training and include_mode) or not tracked:
+            why = "in training mode" if tracked else "without running statistics"
             reasons.append(
                 f"BatchNorm {why} normalises with batch statistics, which makes it "
-                "scale-invariant (degree 0)"
-                + ("; call model.eval()" if module.track_running_stats else "")
+                "scale-invariant (degree 0)" + ("; call model.eval()" if tracked else "")
             )
-        if module.track_running_stats and module.running_mean is not None:
-            if not _all_zero(module.running_mean):
-                reasons.append("subtracts its running mean (a shift)")
-        if module.affine and module.bias is not None:
-            zero = _all_zero(module.bias)
-            reasons.append(
-                "adds a learnable shift (bias)" + (", currently all zero" if zero else "")
-            )
-    elif isinstance(
-        module,
-        PER_EXAMPLE_NORMS,
-    ):
-        reasons.append(
+        if tracked and module.running_mean is not None and not _all_zero(module.running_mean):
+            reasons.append("subtracts its running mean (a shift)")
+        if module.affine and bias is not None:
+            reasons.append("adds a learnable shift (bias)" + _zero_note(bias))
+        return reasons
+    if isinstance(module, PER_EXAMPLE_NORMS):
+        return [
             f"{type(module).__name__} divides by per-example statistics, which makes it "
             "scale-invariant (degree 0)"
-        )
-        if getattr(module, "bias", None) is not None:
-            reasons.append("adds a learnable shift (bias)")
-    elif isinstance(module, DROPOUT):
-        if include_mode and module.training and module.p > 0:
-            reasons.append("Dropout in training mode is random; call model.eval()")
-    else:
-        why = _activation_reason(module)
-        if why is not None:
-            reasons.append(why)
-        elif not isinstance(module, (nn.PReLU, nn.Embedding, nn.EmbeddingBag)):
-            own = [
-                n
-                for n, _ in module.named_parameters(recurse=False)
-                if any(h in n.lower() for h in _ADDITIVE_PARAM_HINTS)
-            ]
-            if own:
-                reasons.append(
-                    "custom module whose own parameter(s) "
-                    + ", ".join(repr(n) for n in own)
-                    + " may add a constant in forward"
-                )
-    return reasons
-
-
-def _qualified(name: str, root: nn.Module) -> str:
-    return name if name else f"<{type(root).__name__}>"
+        ] + (["adds a learnable shift (bias)"] if bias is not None else [])
+    if isinstance(module, DROPOUT):
+        training = include_mode and module.training and module.p > 0
+        return ["Dropout in training mode is random; call model.eval()"] if training else []
+    why = _activation_reason(module)
+    if why is not None:
+        return [why]
+    if isinstance(module, (nn.PReLU, nn.Embedding, nn.EmbeddingBag)):
+        return []
+    own = [
+        repr(n)
+        for n, _ in module.named_parameters(recurse=False)
+        if any(h in n.lower() for h in _ADDITIVE_PARAM_HINTS)
+    ]
+    if not own:
+        return []
+    return [f"custom module whose own parameter(s) {', '.join(own)} may add a constant in forward"]
 
 
 def static_findings(model: nn.Module) -> List[str]:
     """Structural scan for what breaks homogeneity, with no forward pass.
 
-    Walks ``model.named_modules()`` and lists, one line per offending module, its
-    qualified name, type and reasons (see :func:`module_reasons`): biases in
-    Linear/Conv*/ConvTranspose*, BatchNorm with a running mean or shift or in training
-    mode, GroupNorm/LayerNorm/InstanceNorm, non-homogeneous activations (Sigmoid, Tanh,
-    GELU, SiLU, ELU, Softplus, Softmax, ReLU6, ...), Dropout in training mode, and
-    custom modules with their own bias-like parameters. An empty list means the model
-    *looks* homogeneous; operations in ``forward`` that are not modules (a constant
-    added, ``torch.sigmoid``) are invisible here, use :func:`check_homogeneity`.
+    One line per module that :func:`module_reasons` objects to. Operations in ``forward``
+    (``+ 1``, ``torch.sigmoid``) are invisible here; :func:`check_homogeneity` sees them.
 
     Parameters
     ----------
@@ -182,13 +148,8 @@ def static_findings(model: nn.Module) -> List[str]:
             f"static_findings needs an nn.Module, got {type(model).__name__}; for a "
             "plain function use check_homogeneity(func, inputs)."
         )
-    lines = []
-    for name, module in model.named_modules():
-        reasons = module_reasons(module)
-        if reasons:
-            lines.append(
-                f"{_qualified(name, model)} ({type(module).__name__}): " + "; ".join(reasons)
-            )
-    return lines
-
-
+    return [
+        f"{name or f'<{type(model).__name__}>'} ({type(module).__name__}): " + "; ".join(reasons)
+        for name, module in model.named_modules()
+        if (reasons := module_reasons(module))
+    ]
