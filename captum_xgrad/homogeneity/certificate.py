@@ -1,20 +1,14 @@
-r"""A proof of homogeneity: degree propagation over the model's traced graph.
+r"""A proof of homogeneity: degree propagation over the model's :mod:`torch.fx` graph.
 
-:func:`certify_homogeneity` traces the model with :func:`torch.fx.symbolic_trace` (no kernel
-runs and no hook fires; ``torch.nn`` modules stay leaves, so a finding names its module) and
-gives every node an abstract value for the inputs :math:`b + \alpha z` (:math:`b` the
-baseline, 0 by default): ``hom(d, c)`` is :math:`h(\alpha z) + c` with :math:`h`
-nonnegatively homogeneous of degree :math:`d` and :math:`c` a constant offset (zero, a known
-tensor, or known only to be non-zero); ``const`` does not depend on the inputs; ``bad`` is
-not homogeneous for a structural reason (a finding); ``unknown`` has no rule. Linear maps
-keep the degree and carry the offset (a bias or a BatchNorm shift *is* an offset);
-positively homogeneous nonlinearities (ReLU, max pooling, ``clamp(min=0)``, ...) keep it only
-when the offset is exactly zero; add and cat need equal degrees, mul adds them, division
-subtracts them and ``pow(h, p)`` multiplies by :math:`p`; every other function of the input
-(sigmoid, GELU, LayerNorm, train-mode BatchNorm, ...) is ``bad`` unless its argument is
-scale-invariant. An output ``hom(k, 0)`` with :math:`k > 0` proves
-:math:`f(b + \alpha z) = \alpha^k f(b + z)` for all :math:`\alpha \ge 0`. What fx cannot
-trace (data-dependent control flow) is ``unknown``; the guard then checks empirically.
+Every node gets an abstract value for the inputs :math:`b + \alpha z` (:math:`b` the
+baseline): ``hom(d, c)`` is :math:`h(\alpha z) + c`, :math:`h` homogeneous of degree
+:math:`d` and :math:`c` a constant offset; ``const`` does not depend on the inputs; ``bad``
+is not homogeneous (with a finding); ``unknown`` has no rule. Linear maps keep the degree and
+carry the offset (a bias is one); ReLU-like maps need a zero offset; add and cat need equal
+degrees, mul adds them, division subtracts them, ``pow(h, p)`` multiplies by :math:`p`; any
+other function of the input is ``bad`` unless its argument is scale-invariant. An output
+``hom(k, 0)``, :math:`k > 0`, proves :math:`f(b + \alpha z) = \alpha^k f(b + z)` for all
+:math:`\alpha \ge 0`. Tracing runs no kernel and keeps ``torch.nn`` modules as leaves.
 """
 
 from __future__ import annotations
@@ -193,12 +187,7 @@ def _trace(
     model: nn.Module, num_inputs: int, extra_args: Tuple[Any, ...],
     extra_leaves: Sequence[nn.Module] = (),
 ) -> Tuple[fx.GraphModule, Dict[str, Any]]:
-    """Trace ``model``; return the graph and each placeholder's role.
-
-    The first ``num_inputs`` positional parameters of ``forward`` are the inputs, the next the
-    additional arguments (tensors stay placeholders, other values become ``concrete_args``,
-    as do the defaults of parameters not given).
-    """
+    """The graph of ``model`` and the role of each placeholder (an input, or an extra tensor)."""
     sig = inspect.signature(model.forward)
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     params = [p for p in sig.parameters.values() if p.kind in kinds]
@@ -211,14 +200,13 @@ def _trace(
     concrete: Dict[str, Any] = {}
     roles: Dict[str, Any] = {}
     for i, p in enumerate(params):
-        if i < num_inputs:
+        j = i - num_inputs  # the index among the additional arguments
+        if j < 0:
             roles[p.name] = ("input", i)
-        elif i < num_inputs + len(extra_args):
-            value = extra_args[i - num_inputs]
-            if isinstance(value, Tensor):
-                roles[p.name] = ("arg", value)
-            else:
-                concrete[p.name] = value
+        elif j < len(extra_args) and isinstance(extra_args[j], Tensor):
+            roles[p.name] = ("arg", extra_args[j])
+        elif j < len(extra_args):
+            concrete[p.name] = extra_args[j]
         elif p.default is not p.empty:
             concrete[p.name] = p.default
     tracer = _Tracer(extra_leaves)
@@ -237,31 +225,29 @@ _OPERATORS: Dict[Any, str] = {
     operator.ne: "ne", operator.abs: "abs", builtins.getattr: "getattr",
 }
 _ALIASES = {
-    "true_divide": "div", "divide": "div", "multiply": "mul", "subtract": "sub",
-    "negative": "neg", "absolute": "abs", "clip": "clamp", "greater": "gt", "less": "lt",
-    "greater_equal": "ge", "less_equal": "le", "not_equal": "ne", "linalg_norm": "norm",
-    "linalg_vector_norm": "norm", "upsample": "interpolate", "upsample_nearest": "interpolate",
+    "true_divide": "div", "divide": "div", "multiply": "mul", "subtract": "sub", "clip": "clamp",
+    "negative": "neg", "absolute": "abs", "greater": "gt", "less": "lt", "greater_equal": "ge",
+    "less_equal": "le", "not_equal": "ne", "linalg_norm": "norm", "linalg_vector_norm": "norm",
+    "upsample": "interpolate", "upsample_nearest": "interpolate", "concatenate": "cat",
     "upsample_bilinear": "interpolate", "swapaxes": "transpose", "swapdims": "transpose",
-    "concat": "cat", "concatenate": "cat", "feature_alpha_dropout": "dropout",
-    "alpha_dropout": "dropout", "dropout1d": "dropout", "dropout2d": "dropout",
-    "dropout3d": "dropout",
-    "max_pool1d_with_indices": "max_pool1d", "max_pool2d_with_indices": "max_pool2d",
-    "max_pool3d_with_indices": "max_pool3d",
-    "adaptive_max_pool1d_with_indices": "adaptive_max_pool1d",
-    "adaptive_max_pool2d_with_indices": "adaptive_max_pool2d",
+    "concat": "cat", "max_pool1d_with_indices": "max_pool1d", "max_pool2d_with_indices":
+    "max_pool2d", "max_pool3d_with_indices": "max_pool3d", "adaptive_max_pool1d_with_indices":
+    "adaptive_max_pool1d", "adaptive_max_pool2d_with_indices": "adaptive_max_pool2d",
+    **dict.fromkeys(("feature_alpha_dropout", "alpha_dropout", "dropout1d", "dropout2d",
+                     "dropout3d"), "dropout"),
     **{f"conv{t}{n}d": "conv" for t in ("", "_transpose") for n in (1, 2, 3)},
 }
 #: layout and other linear maps of their first argument (other arguments are static)
 _LINEAR = {
-    "view", "reshape", "flatten", "permute", "transpose", "t", "squeeze", "unsqueeze",
-    "contiguous", "expand", "expand_as", "repeat", "narrow", "select", "flip", "roll",
-    "clone", "detach", "to", "float", "double", "half", "bfloat16", "type", "type_as",
-    "unflatten", "movedim", "moveaxis", "view_as", "reshape_as", "pixel_shuffle",
-    "pixel_unshuffle", "channel_shuffle", "native_channel_shuffle", "identity", "tile",
-    "repeat_interleave", "diagonal", "cpu", "cuda", "chunk", "split", "tensor_split",
-    "unbind", "sum", "mean", "avg_pool1d", "avg_pool2d", "avg_pool3d",
-    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "interpolate",
-    "cumsum", "nansum", "trace", "triu", "tril", "requires_grad_", "neg", "fold", "unfold",
+    "view", "reshape", "flatten", "permute", "transpose", "t", "squeeze", "unsqueeze", "to",
+    "contiguous", "expand", "expand_as", "repeat", "narrow", "select", "flip", "roll", "clone",
+    "detach", "float", "double", "half", "bfloat16", "type", "type_as", "unflatten", "movedim",
+    "moveaxis", "view_as", "reshape_as", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle",
+    "native_channel_shuffle", "identity", "tile", "repeat_interleave", "diagonal", "cpu",
+    "cuda", "chunk", "split", "tensor_split", "unbind", "sum", "mean", "avg_pool1d",
+    "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "cumsum",
+    "adaptive_avg_pool3d", "interpolate", "nansum", "trace", "triu", "tril", "requires_grad_",
+    "neg", "fold", "unfold",
 }
 #: positively homogeneous but nonlinear: need a zero offset
 _PIECEWISE = {
@@ -279,14 +265,13 @@ _RANDOM = {
     "bernoulli", "multinomial", "randperm", "rrelu",
 }
 _NONHOMOGENEOUS = {
-    "sigmoid", "tanh", "gelu", "silu", "elu", "selu", "celu", "softplus", "softmax",
-    "log_softmax", "softmin", "exp", "exp2", "log", "log2", "log10", "log1p", "expm1",
-    "sin", "cos", "tan", "relu6", "hardtanh", "hardswish", "hardsigmoid", "mish",
-    "layer_norm", "group_norm", "instance_norm", "local_response_norm", "rms_norm",
-    "erf", "erfc", "logsigmoid", "softsign", "tanhshrink", "hardshrink", "softshrink",
-    "normalize", "glu", "logsumexp", "sinh", "cosh", "atan", "asin", "acos", "round",
-    "floor", "ceil", "trunc", "frac", "fmod", "remainder", "floordiv",
-    "scaled_dot_product_attention", "logit", "xlogy", "cosine_similarity",
+    "sigmoid", "tanh", "gelu", "silu", "elu", "selu", "celu", "softplus", "softmax", "exp",
+    "log_softmax", "softmin", "exp2", "log", "log2", "log10", "log1p", "expm1", "sin", "cos",
+    "tan", "relu6", "hardtanh", "hardswish", "hardsigmoid", "mish", "layer_norm", "group_norm",
+    "instance_norm", "local_response_norm", "rms_norm", "erf", "erfc", "logsigmoid", "softsign",
+    "tanhshrink", "hardshrink", "softshrink", "normalize", "glu", "logsumexp", "sinh", "cosh",
+    "atan", "asin", "acos", "round", "floor", "ceil", "trunc", "frac", "fmod", "remainder",
+    "floordiv", "scaled_dot_product_attention", "logit", "xlogy", "cosine_similarity",
 }
 _PER_EXAMPLE = "normalisation divides by per-example statistics plus eps"
 _NONHOMOGENEOUS_HINT = {
@@ -297,10 +282,6 @@ _NONHOMOGENEOUS_HINT = {
     "instance_norm": f"instance {_PER_EXAMPLE}",
     "normalize": "F.normalize divides by max(||x||, eps)",
 }
-_MULTILINEAR = (
-    "matmul", "mm", "bmm", "einsum", "linear", "conv", "bilinear", "outer", "dot", "mv",
-    "baddbmm", "addmm", "kron", "tensordot", "inner",
-)
 #: the other functions with a rule: name -> method of :class:`_Interpreter`
 _FUNCTION_RULES = {
     "dropout": "dropout", "batch_norm": "functional_batch_norm", "pad": "pad",
@@ -310,7 +291,8 @@ _FUNCTION_RULES = {
     **dict.fromkeys(("clamp", "clamp_min", "clamp_max", "threshold", "hardtanh"), "clamp"),
     **dict.fromkeys(("max", "min", "maximum", "minimum", "fmax", "fmin"), "maxmin"),
     **dict.fromkeys(("pow", "square", "sqrt", "rsqrt", "reciprocal"), "power"),
-    **dict.fromkeys(_MULTILINEAR, "multilinear"),
+    **dict.fromkeys(("matmul", "mm", "bmm", "einsum", "linear", "conv", "bilinear", "outer",
+                     "dot", "mv", "baddbmm", "addmm", "kron", "tensordot", "inner"), "multilinear"),
     **dict.fromkeys(("cat", "stack", "hstack", "vstack", "dstack"), "cat"),
 }
 _INPLACE_OPERATORS = (operator.iadd, operator.isub, operator.imul, operator.itruediv)
@@ -343,7 +325,6 @@ class _Interpreter:
         self.env: Dict[fx.Node, Any] = {}
         self.layer_nodes: List[fx.Node] = []
 
-    # ---- findings
     def finding(self, node: fx.Node, reason: str) -> CertificateFinding:
         return CertificateFinding(node.name, _describe(node, self.gm), _module_of(node), reason)
 
@@ -383,7 +364,6 @@ class _Interpreter:
             ),))
         return None
 
-    # ---- main loop
     def run(self) -> Any:
         for node in self.gm.graph.nodes:
             if node.op == "output":
@@ -454,13 +434,11 @@ class _Interpreter:
         except Exception:
             return _const(None)
 
-    # ---- modules
     def module_rule(
         self, node: fx.Node, m: nn.Module, args: List[Any], kwargs: Dict[str, Any]
     ) -> Any:
         avs = _leaves(args) + _leaves(kwargs)
-        failed = _failure(avs)
-        if failed is not None:
+        if (failed := _failure(avs)) is not None:
             return failed
         tensors = [a for a in avs if a.kind == "hom"]
         x = args[0] if args else None
@@ -502,21 +480,20 @@ class _Interpreter:
             b = bias.detach().clone()
             if isinstance(m, CONV):
                 b = b.reshape(1, -1, *([1] * (len(m.kernel_size))))
-            reason = "has a bias (y = W x + b) that is not zero; remove it with captum_xgrad.make_x_dnn"
-            return _hom(x.degree, b, self.finding(node, reason))
+            reason = "has a bias (y = W x + b) that is not zero; remove it with "
+            return _hom(x.degree, b, self.finding(node, reason + "captum_xgrad.make_x_dnn"))
         if isinstance(m, nn.Bilinear):
             a, b = args[0], args[1]
-            bad = self.require_zero_offset(node, a, b)
-            if bad is not None:
+            if (bad := self.require_zero_offset(node, a, b)) is not None:
                 return bad
             d = sum(v.degree for v in (a, b) if v.kind == "hom")
             if m.bias is not None and not _is_zero(m.bias):
-                return _hom(d, m.bias.detach(), self.finding(node, "Bilinear has a bias that is not zero"))
+                reason = "Bilinear has a bias that is not zero"
+                return _hom(d, m.bias.detach(), self.finding(node, reason))
             return _hom(d)
         if isinstance(m, PER_EXAMPLE_NORMS):
-            return self.bad(
-                node, f"{kind} divides by per-example statistics (plus eps), which is not homogeneous"
-            )
+            reason = "divides by per-example statistics (plus eps), which is not homogeneous"
+            return self.bad(node, f"{kind} {reason}")
         if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.PReLU) + MAX_POOL) or (
             isinstance(m, nn.Threshold) and m.threshold == 0 and m.value == 0
         ):
@@ -538,7 +515,7 @@ class _Interpreter:
             return x  # pragma: no cover
         finding = CertificateFinding(node.name, _describe(node, self.gm), str(node.target), reason)
         if x.offset is ZERO:
-            return _hom(x.degree) if _is_zero(shift) else _hom(x.degree, _per_channel(shift), finding)
+            return _hom(x.degree, ZERO if _is_zero(shift) else _per_channel(shift), finding)
         if not isinstance(x.offset, Tensor):
             return _hom(x.degree, x.offset, x.origin)
         nd = x.offset.dim()
@@ -546,7 +523,6 @@ class _Interpreter:
         b = _per_channel(shift, nd).double()
         return _hom(x.degree, _cancel(a + b, a, b).to(x.offset.dtype), x.origin or finding)
 
-    # ---- functions and methods
     def function_rule(
         self, node: fx.Node, name: str, args: List[Any], kwargs: Dict[str, Any]
     ) -> Any:
@@ -557,8 +533,7 @@ class _Interpreter:
         avs = _leaves(args) + _leaves(kwargs)
         if name in _STATIC:
             return _const(None)
-        failed = _failure(avs)
-        if failed is not None:
+        if (failed := _failure(avs)) is not None:
             return failed
         homs = [a for a in avs if a.kind == "hom"]
         call = self._caller(node, args, kwargs)
@@ -630,7 +605,9 @@ class _Interpreter:
         """The node's op on concrete values, with ``first`` (when given) as first argument."""
 
         def run(first: Any = None) -> Any:
-            values = [first if i == 0 and first is not None else _concrete(a) for i, a in enumerate(args)]
+            values = [
+                first if i == 0 and first is not None else _concrete(a) for i, a in enumerate(args)
+            ]
             return _apply(node, values, {k: _concrete(v) for k, v in kwargs.items()})
 
         return run
@@ -668,65 +645,59 @@ class _Interpreter:
         return self.linear(node, x, lambda c: c[index])
 
     def add(self, node: fx.Node, name: str, args: List[Any], kwargs: Dict[str, Any]) -> AV:
-        a, b = args[0], args[1] if len(args) > 1 else kwargs.get("other")
+        a, b = _av(args[0]), _av(args[1] if len(args) > 1 else kwargs.get("other"))
         alpha = _static(kwargs.get("alpha", args[2] if len(args) > 2 else 1))
         if name == "rsub":
             a, b = b, a
         sign = -1.0 if name in ("sub", "rsub") else 1.0
-        a, b = _av(a), _av(b)
         coef = sign * (alpha if isinstance(alpha, numbers.Number) else 1.0)
         flip = a.kind == "const"
         if flip:
             a, b = b, a
+        d, ca, cb = a.degree, a.offset, b.offset
         if b.kind == "hom":  # both depend on the inputs
-            if a.degree != b.degree:
+            if d != b.degree:
                 return self.bad(
-                    node, f"adds values of different degrees ({a.degree:g} and {b.degree:g}), "
-                    "which is not homogeneous",
+                    node, f"adds values of different degrees ({d:g} and {b.degree:g}), which is "
+                    "not homogeneous",
                 )
-            return _hom(0.0) if a.degree == 0.0 else self._sum_offsets(a.degree, a, b, coef)
-        if a.degree == 0.0:
-            return _hom(0.0)
-        if b.bypass is not None:
-            return _hom(a.degree, NZ, a.origin or self.finding(
-                node, f"adds {b.bypass.reason}, which does not pass through the layer (a skip "
-                "connection or another input bypasses it)",
-            ))
-        if b.value is None:
-            if a.offset is ZERO or a.offset is UNK:
-                return _hom(a.degree, UNK, a.origin or self.finding(node, "adds a constant of unknown value"))
-            return _hom(a.degree, UNK, a.origin)
-        c = b.value
-        if _is_zero(c):
-            return _hom(a.degree, a.offset, a.origin)
-        c_t = torch.as_tensor(c, dtype=torch.float64)
-        neg_a = flip and sign < 0  # const - hom: the hom part changes sign, offset c - ca
-        scaled_c = c_t if neg_a else coef * c_t
-        origin = self.finding(node, f"adds a non-zero constant ({_short(c)})")
-        if a.offset is ZERO:
-            return _hom(a.degree, scaled_c, origin)
-        if isinstance(a.offset, Tensor):
-            base = -a.offset.double() if neg_a else a.offset.double()
-            return _hom(a.degree, _cancel(base + scaled_c, base, scaled_c), a.origin or origin)
-        return _hom(a.degree, a.offset, a.origin)
-
-    @staticmethod
-    def _sum_offsets(d: float, a: AV, b: AV, coef: float) -> AV:
-        ca, cb = a.offset, b.offset
-        if ca is ZERO and cb is ZERO:
-            return _hom(d)
-        if ca is UNK or cb is UNK:
-            return _hom(d, UNK, a.origin or b.origin)
-        if all(isinstance(c, Tensor) or c is ZERO for c in (ca, cb)):
+            if d == 0.0 or (ca is ZERO and cb is ZERO):
+                return _hom(d)
+            if ca is UNK or cb is UNK:
+                return _hom(d, UNK, a.origin or b.origin)
+            if not all(isinstance(c, Tensor) or c is ZERO for c in (ca, cb)):
+                return _hom(d, NZ, a.origin or b.origin)
             zero = torch.zeros((), dtype=torch.float64)
             ta = ca.double() if isinstance(ca, Tensor) else zero
             tb = coef * (cb.double() if isinstance(cb, Tensor) else zero)
             try:
                 total = _cancel(ta + tb, ta, tb)
             except Exception:
-                return _hom(d, NZ, a.origin or b.origin)
+                total = NZ
             return _hom(d, total, a.origin or b.origin)
-        return _hom(d, NZ, a.origin or b.origin)
+        if d == 0.0:
+            return _hom(0.0)
+        if b.bypass is not None:
+            return _hom(d, NZ, a.origin or self.finding(
+                node, f"adds {b.bypass.reason}, which does not pass through the layer (a skip "
+                "connection or another input bypasses it)",
+            ))
+        if b.value is None:
+            if ca is not ZERO and ca is not UNK:
+                return _hom(d, UNK, a.origin)
+            return _hom(d, UNK, a.origin or self.finding(node, "adds a constant of unknown value"))
+        if _is_zero(b.value):
+            return _hom(d, ca, a.origin)
+        c_t = torch.as_tensor(b.value, dtype=torch.float64)
+        neg_a = flip and sign < 0  # const - hom: the hom part changes sign, offset c - ca
+        scaled_c = c_t if neg_a else coef * c_t
+        origin = self.finding(node, f"adds a non-zero constant ({_short(b.value)})")
+        if ca is ZERO:
+            return _hom(d, scaled_c, origin)
+        if not isinstance(ca, Tensor):
+            return _hom(d, ca, a.origin)
+        base = -ca.double() if neg_a else ca.double()
+        return _hom(d, _cancel(base + scaled_c, base, scaled_c), a.origin or origin)
 
     def mul(self, node: fx.Node, a: Any, b: Any) -> AV:
         a, b = _av(a), _av(b)
@@ -734,14 +705,7 @@ class _Interpreter:
             a, b = b, a
         if b.kind == "hom":
             return self.require_zero_offset(node, a, b) or _hom(a.degree + b.degree)
-        if a.offset is ZERO:  # hom * const
-            return _hom(a.degree)
-        if isinstance(a.offset, Tensor) and _value_known(b):
-            try:
-                return _hom(a.degree, a.offset * torch.as_tensor(b.value).to(a.offset.dtype), a.origin)
-            except Exception:
-                return _hom(a.degree, NZ, a.origin)
-        return _hom(a.degree, a.offset if a.offset is UNK else NZ, a.origin)
+        return _through(a, lambda c: c * torch.as_tensor(b.value).to(c.dtype))  # hom * const
 
     def div(self, node: fx.Node, name: str, args: List[Any], kwargs: Dict[str, Any]) -> AV:
         if _static(kwargs.get("rounding_mode")) is not None:
@@ -751,18 +715,9 @@ class _Interpreter:
             return self.require_zero_offset(node, a, b) or _hom(a.degree - b.degree)
         if b.kind == "hom":  # constant / tensor
             return self.require_zero_offset(node, b) or _hom(-b.degree)
-        if _value_known(b):
-            v = torch.as_tensor(b.value)
-            if bool((v == 0).any()):
-                return self.unknown(node, "divides by a constant that contains zeros")
-            if a.offset is ZERO:
-                return _hom(a.degree)
-            if isinstance(a.offset, Tensor):
-                try:
-                    return _hom(a.degree, a.offset / v.to(a.offset.dtype), a.origin)
-                except Exception:
-                    return _hom(a.degree, NZ, a.origin)
-        return _hom(a.degree, a.offset if a.offset in (ZERO, UNK) else NZ, a.origin)
+        if _value_known(b) and bool((torch.as_tensor(b.value) == 0).any()):
+            return self.unknown(node, "divides by a constant that contains zeros")
+        return _through(a, lambda c: c / torch.as_tensor(b.value).to(c.dtype))
 
     def power(self, node: fx.Node, name: str, args: List[Any], kwargs: Dict[str, Any]) -> AV:
         p = {"square": 2.0, "sqrt": 0.5, "rsqrt": -0.5, "reciprocal": -1.0}.get(name)
@@ -777,7 +732,9 @@ class _Interpreter:
             if not isinstance(p, numbers.Real):
                 return self.unknown(node, "pow with an exponent of unknown value")
         if not isinstance(base, AV) or base.kind != "hom":
-            return self.bad(node, "a constant raised to an input-dependent power is not homogeneous")
+            return self.bad(
+                node, "a constant raised to an input-dependent power is not homogeneous"
+            )
         if float(p) == 1.0:
             return base
         return self.require_zero_offset(node, base) or _hom(base.degree * float(p))
@@ -790,8 +747,7 @@ class _Interpreter:
         if name in ("linear", "conv"):
             bias = args[2] if len(args) > 2 else kwargs.get("bias")
         if len(operands) != 1:  # input-dependent weights
-            bad = self.require_zero_offset(node, *operands)
-            if bad is not None:
+            if (bad := self.require_zero_offset(node, *operands)) is not None:
                 return bad
             if bias is not None and isinstance(bias, AV) and not _is_zero(bias.value):
                 return self.unknown(node, f"{name} with input-dependent weights and a bias")
@@ -807,7 +763,8 @@ class _Interpreter:
             w = _static(args[1]) if name == "conv" else None
             if isinstance(w, Tensor):
                 bt = bt.reshape(1, -1, *([1] * (w.dim() - 2)))
-            return _hom(x.degree, bt, self.finding(node, f"{name} has a bias (y = W x + b) that is not zero"))
+            reason = f"{name} has a bias (y = W x + b) that is not zero"
+            return _hom(x.degree, bt, self.finding(node, reason))
         if name == "einsum":
             return _hom(x.degree, NZ if x.offset is not UNK else UNK, x.origin)
         pos = next(i for i, a in enumerate(args) if a is x)
@@ -862,7 +819,8 @@ class _Interpreter:
         if not homs:
             return self.const_result(node, branches, lambda: None)
         if any(v.kind == "const" and not (_value_known(v) and _is_zero(v.value)) for v in branches):
-            return self.bad(node, "torch.where selects a non-zero constant, which is not homogeneous")
+            reason = "torch.where selects a non-zero constant, which is not homogeneous"
+            return self.bad(node, reason)
         if len({v.degree for v in homs}) > 1:
             return self.bad(node, "torch.where between values of different degrees")
         return self.require_zero_offset(node, *homs) or _hom(homs[0].degree)
@@ -880,8 +838,7 @@ class _Interpreter:
     def compare(self, node: fx.Node, name: str, args: List[Any], kwargs: Dict[str, Any]) -> AV:
         a, b = [_av(v) for v in args[:2]]
         homs = [v for v in (a, b) if v.kind == "hom"]
-        bad = self.require_zero_offset(node, *homs)
-        if bad is not None:
+        if (bad := self.require_zero_offset(node, *homs)) is not None:
             return bad
         if len(homs) == 2:
             if a.degree == b.degree:
@@ -914,23 +871,22 @@ class _Interpreter:
         if lo is None:
             return x
         if not _is_zero(lo):
-            return self.bad(node, f"{name} with min={_short(lo)} is not homogeneous (only min=0 is)")
+            reason = f"{name} with min={_short(lo)} is not homogeneous (only min=0 is)"
+            return self.bad(node, reason)
         return self.require_zero_offset(node, x) or _hom(x.degree)
 
     def maxmin(self, node: fx.Node, name: str, args: List[Any], kwargs: Dict[str, Any]) -> Any:
         x = args[0]
         other = args[1] if len(args) > 1 else kwargs.get("other", kwargs.get("dim"))
         if isinstance(other, AV) and other.kind == "hom":
-            bad = self.require_zero_offset(node, x, other)
-            if bad is not None:
+            if (bad := self.require_zero_offset(node, x, other)) is not None:
                 return bad
             if not isinstance(x, AV) or x.kind != "hom" or x.degree != other.degree:
                 return self.bad(node, f"{name} of values of different degrees")
             return _hom(x.degree)
         if not isinstance(x, AV) or x.kind != "hom":
             return self.unknown(node, f"{name} with an input-dependent second argument")
-        bad = self.require_zero_offset(node, x)
-        if bad is not None:
+        if (bad := self.require_zero_offset(node, x)) is not None:
             return bad
         o = _static(other)
         if other is None:
@@ -944,13 +900,14 @@ class _Interpreter:
     def functional_batch_norm(
         self, node: fx.Node, name: str, args: List[Any], kwargs: Dict[str, Any]
     ) -> AV:
-        names = ["input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"]
+        names = (
+            "input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"
+        )
         vals = {**dict(zip(names, args)), **kwargs}
         x = vals["input"]
         if _static(vals.get("training", False)):
-            return self.bad(
-                node, "batch_norm in training mode normalises with batch statistics; call model.eval()"
-            )
+            reason = "batch_norm in training mode normalises with batch statistics; call "
+            return self.bad(node, reason + "model.eval()")
         rm, rv, w, b = (_static(vals.get(k)) for k in names[1:5])
         eps = _static(vals.get("eps", 1e-5))
         if rm is None or rv is None:
@@ -1029,7 +986,8 @@ def _describe(node: fx.Node, gm: fx.GraphModule) -> str:
 
 
 # ------------------------------------------------------------------ entry points
-def _format(inputs: Any) -> Tuple[Tensor, ...]:
+def _format(inputs: Any, extra: Any) -> Tuple[Tuple[Tensor, ...], Tuple[Any, ...]]:
+    """The inputs and the additional forward arguments as tuples."""
     t = inputs if isinstance(inputs, tuple) else (inputs,)
     for i, x in enumerate(t):
         if not isinstance(x, Tensor):
@@ -1037,15 +995,7 @@ def _format(inputs: Any) -> Tuple[Tensor, ...]:
                 f"example input #{i} is a {type(x).__name__}; certify_homogeneity takes a "
                 "tensor or a tuple of tensors (they serve tracing only)."
             )
-    return t
-
-
-def _format_args(additional_forward_args: Any) -> Tuple[Any, ...]:
-    if additional_forward_args is None:
-        return ()
-    if isinstance(additional_forward_args, tuple):
-        return additional_forward_args
-    return (additional_forward_args,)
+    return t, () if extra is None else extra if isinstance(extra, tuple) else (extra,)
 
 
 def _baseline_offsets(inputs: Tuple[Tensor, ...], baselines: Any) -> Tuple[List[Any], str]:
@@ -1057,7 +1007,7 @@ def _baseline_offsets(inputs: Tuple[Tensor, ...], baselines: Any) -> Tuple[List[
     offsets: List[Any] = []
     shown = []
     for x, b in zip(inputs, bs):
-        if b is None or (isinstance(b, numbers.Number) and b == 0) or (isinstance(b, Tensor) and _is_zero(b)):
+        if b is None or (isinstance(b, (numbers.Number, Tensor)) and _is_zero(b)):
             offsets.append(ZERO)
             shown.append("0")
             continue
@@ -1076,9 +1026,10 @@ def _verdict(
 ) -> Tuple[str, Optional[float], Tuple[CertificateFinding, ...]]:
     leaves = _leaves(out)
     if not leaves:
-        return "unknown", None, (CertificateFinding(None, "output", None, "the model returns no tensor"),)
-    failed = _failure(leaves)
-    if failed is not None:
+        return "unknown", None, (
+            CertificateFinding(None, "output", None, "the model returns no tensor"),
+        )
+    if (failed := _failure(leaves)) is not None:
         return ("not_homogeneous" if failed.kind == "bad" else "unknown"), None, failed.findings
     output_node = next(n for n in interp.gm.graph.nodes if n.op == "output")
     producer = output_node.args[0] if isinstance(output_node.args[0], fx.Node) else output_node
@@ -1098,8 +1049,11 @@ def _verdict(
             ))
             status = "unknown" if status == "proved" else status
         elif leaf.offset is not ZERO:
-            fallback = CertificateFinding(producer.name, "output", _module_of(producer), "a constant offset")
-            findings.append(_extend(leaf.origin or fallback, "; it reaches the output, so f(baseline) != 0"))
+            findings.append(_extend(
+                leaf.origin or CertificateFinding(
+                    producer.name, "output", _module_of(producer), "a constant offset"
+                ), "; it reaches the output, so f(baseline) != 0",
+            ))
             status = "not_homogeneous"
         else:
             degrees.add(leaf.degree)
@@ -1138,7 +1092,8 @@ def _centre(
                     break
                 mean = torch.as_tensor(m.mean, dtype=torch.float64).reshape(-1, 1, 1)
                 std = torch.as_tensor(m.std, dtype=torch.float64).reshape(-1, 1, 1)
-                scale, shift, expr, cur = scale / std, (shift - mean) / std, f"Normalize(mean, std)({expr})", user
+                scale, shift, cur = scale / std, (shift - mean) / std, user
+                expr = f"Normalize(mean, std)({expr})"
                 continue
             name = _op_name(user) if user.op in ("call_function", "call_method") else None
             if name not in ("add", "sub", "mul", "div") or len(user.args) != 2 or user.kwargs:
@@ -1171,7 +1126,8 @@ def _centre(
         c = -shift / scale
         i = roles[node.target][1]
         try:
-            centres[i] = torch.broadcast_to(c, (1, *inputs[i].shape[1:])).to(inputs[i].dtype).clone()
+            centre = torch.broadcast_to(c, (1, *inputs[i].shape[1:]))
+            centres[i] = centre.to(inputs[i].dtype).clone()
         except RuntimeError:
             continue
         exprs.append(expr)
@@ -1214,40 +1170,37 @@ def certify_homogeneity(
     additional_forward_args: Any = None,
     baselines: Any = None,
 ) -> DegreeCertificate:
-    r"""Prove (or refute) that ``model`` is nonnegatively homogeneous, from its graph.
+    r"""Prove (or refute) that ``model`` is nonnegatively homogeneous, from its traced graph.
 
-    The model is traced with :func:`torch.fx.symbolic_trace` and a degree is propagated
-    through every node (rules in :mod:`captum_xgrad.homogeneity.certificate`). All inputs are
-    scaled together, as Integrated Gradients' path does; additional forward arguments are
-    constants. With ``baselines`` the question is whether :math:`g(z) = f(b + z)` is
-    homogeneous, i.e. whether X-Gradient equals Integrated Gradients with that baseline:
+    A degree is propagated through every node of the :mod:`torch.fx` graph (rules in
+    :mod:`captum_xgrad.homogeneity.certificate`), all inputs scaled together, additional forward
+    arguments held constant. With ``baselines`` :math:`b` it proves that :math:`f(b + z)` is
+    homogeneous, so that X-Gradient equals Integrated Gradients with that baseline:
 
     .. math::
 
         \mathrm{IG}(x; b) = (x - b) \odot \int_0^1 \nabla f(b + \alpha (x - b))\,d\alpha
                           = \frac{1}{k}\,(x - b) \odot \nabla f(x).
 
-    The verdict is about the model in its current train/eval mode, not about the values of
-    ``example_inputs``. Nothing on the model changes and no forward pass runs.
+    The verdict is about the model in its current train/eval mode, not the values of
+    ``example_inputs``; nothing on the model changes and no forward pass runs.
 
     Parameters
     ----------
     model : nn.Module or callable
-        The model (an ``nn.Module`` or its bound ``forward``); other callables get
-        ``"unknown"``.
+        The model or its bound ``forward``; other callables get ``"unknown"``.
     example_inputs : Tensor or tuple of Tensor
         Inputs as they would be passed to ``model``; used for tracing only.
     additional_forward_args : Any, optional
         Extra arguments after the inputs, as in Captum; treated as constants.
     baselines : scalar, Tensor or tuple, optional
-        The baseline :math:`b` per input (a scalar, one example's shape, or one per
-        example); ``None`` means 0.
+        The baseline per input (a scalar, one example's shape, or per example); ``None``: 0.
 
     Returns
     -------
     DegreeCertificate
-        ``status`` ``"proved"`` (with the ``degree``), ``"not_homogeneous"`` (with findings
-        naming node and module) or ``"unknown"``.
+        ``"proved"`` with the ``degree``, ``"not_homogeneous"`` with findings naming node and
+        module, or ``"unknown"``.
 
     Raises
     ------
@@ -1270,23 +1223,27 @@ def certify_homogeneity(
     >>> cert = certify_homogeneity(Net(), torch.randn(2, 4))
     >>> cert.status, cert.findings[0].node, cert.findings[0].op
     ('not_homogeneous', 'gelu', 'call_function gelu')
-    >>> certify_homogeneity(nn.Bilinear(3, 3, 1, bias=False), (torch.randn(2, 3), torch.randn(2, 3))).degree
+    >>> pair = (torch.randn(2, 3), torch.randn(2, 3))
+    >>> certify_homogeneity(nn.Bilinear(3, 3, 1, bias=False), pair).degree
     2.0
     """
-    inputs = _format(example_inputs)
-    extra = _format_args(additional_forward_args)
+    inputs, extra = _format(example_inputs, additional_forward_args)
     offsets, shown = _baseline_offsets(inputs, baselines)
     root = model_of(model)
     if root is None:
         name = getattr(model, "__qualname__", type(model).__name__)
-        reason = "only an nn.Module (or its bound forward) can be traced; a lambda or partial around a model cannot"
-        return _unknown(name, "not traced: not an nn.Module", [CertificateFinding(None, "trace", None, reason)], baselines=shown)
+        finding = CertificateFinding(
+            None, "trace", None, "only an nn.Module (or its bound forward) can be traced; a "
+            "lambda or partial around a model cannot",
+        )
+        return _unknown(name, "not traced: not an nn.Module", [finding], baselines=shown)
     name = type(root).__name__
     traced = _trace_or_finding(root, len(inputs), extra)
     if isinstance(traced, CertificateFinding):
         return _unknown(name, f"not traced: {traced.reason}", [traced], baselines=shown)
     gm, roles = traced
-    interp = _Interpreter(gm, roles, {i: _hom(1.0, off, _input_origin(i, off)) for i, off in enumerate(offsets)})
+    values = {i: _hom(1.0, off, _input_origin(i, off)) for i, off in enumerate(offsets)}
+    interp = _Interpreter(gm, roles, values)
     status, degree, findings = _verdict(interp, interp.run())
     centre, expr = _centre(gm, interp, roles, inputs)
     return DegreeCertificate(
@@ -1306,14 +1263,11 @@ def certify_layer(
 ) -> DegreeCertificate:
     r"""Prove that layer X-Gradient at ``layer`` equals Captum's LayerIntegratedGradients.
 
-    Write the model as :math:`f(x) = g(h(x), x)`: :math:`h(x)` the layer's activation and the
-    second argument everything that reaches the output *without* passing through the layer.
-    :class:`~captum.attr.LayerIntegratedGradients` scales only the activation, so
-    :math:`\mathrm{LayerIG} = \frac{1}{k}\, h \odot \nabla_h g` holds when (1)
-    :math:`a \mapsto g(a, x)` is homogeneous of degree :math:`k` with what bypasses the layer
-    held fixed (a product with another branch is fine, a sum is not) and (2) :math:`h(0) = 0`,
-    so that LayerIG's path starts at the zero activation. Both are checked on the traced graph
-    with ``layer`` kept as a leaf.
+    With :math:`f(x) = g(h(x), x)`, :math:`h` the layer's activation and the second argument
+    what bypasses the layer, :math:`\mathrm{LayerIG} = \frac{1}{k}\, h \odot \nabla_h g` holds
+    when :math:`a \mapsto g(a, x)` is homogeneous of degree :math:`k` with the bypass held fixed
+    (a product with another branch is fine, a sum is not) and :math:`h(0) = 0`. Both are
+    checked on the graph traced with ``layer`` kept as a leaf.
 
     Parameters
     ----------
@@ -1328,8 +1282,7 @@ def certify_layer(
     additional_forward_args : Any, optional
         Extra constant arguments, as in Captum.
     suggest : bool, default True
-        When this layer is not exact, name in ``suggestion`` the nearest enclosing module that
-        is.
+        If the layer is not exact, set ``suggestion`` to the nearest enclosing one that is.
 
     Returns
     -------
@@ -1354,8 +1307,7 @@ def certify_layer(
     >>> cert.status, cert.suggestion
     ('not_homogeneous', 'layer1.0')
     """
-    inputs = _format(example_inputs)
-    extra = _format_args(additional_forward_args)
+    inputs, extra = _format(example_inputs, additional_forward_args)
     root = model_of(model)
     if root is None:
         finding = CertificateFinding(None, "trace", None, "only an nn.Module can be traced")
@@ -1363,7 +1315,8 @@ def certify_layer(
     name = type(root).__name__
     qual = next((q for q, m in root.named_modules() if m is layer), None)
     if qual is None:
-        finding = CertificateFinding(None, "layer", None, "the layer is not a submodule of the model")
+        reason = "the layer is not a submodule of the model"
+        finding = CertificateFinding(None, "layer", None, reason)
         return _unknown(name, "not traced", [finding], layer=type(layer).__name__)
     cert = _certify_layer_once(root, name, qual, layer, inputs, extra, attribute_to_layer_input)
     if cert.proved or not suggest:
@@ -1371,7 +1324,8 @@ def certify_layer(
     parts = qual.split(".")
     for cut in range(len(parts) - 1, 0, -1):
         parent = ".".join(parts[:cut])
-        if _certify_layer_once(root, name, parent, root.get_submodule(parent), inputs, extra, False).proved:
+        enclosing = root.get_submodule(parent)
+        if _certify_layer_once(root, name, parent, enclosing, inputs, extra, False).proved:
             return dataclasses.replace(cert, suggestion=parent)
     return cert
 
