@@ -310,11 +310,7 @@ def _op_name(node: fx.Node) -> str:
 
 # ------------------------------------------------------------------ interpreter
 class _Interpreter:
-    """Assign an abstract value to every node of a traced graph.
-
-    Calls of the module ``layer_target`` are collected in ``layer_nodes``; ``layer_mode``
-    ``"output"`` (or ``"input"``) replaces the layer's output (or input) by ``hom(1)``.
-    """
+    """Abstract values of graph nodes; ``layer_mode`` makes the layer's output/input hom(1)."""
 
     def __init__(
         self, gm: fx.GraphModule, roles: Dict[str, Any], input_values: Dict[int, AV],
@@ -749,7 +745,7 @@ class _Interpreter:
         if len(operands) != 1:  # input-dependent weights
             if (bad := self.require_zero_offset(node, *operands)) is not None:
                 return bad
-            if bias is not None and isinstance(bias, AV) and not _is_zero(bias.value):
+            if isinstance(bias, AV) and not _is_zero(bias.value):
                 return self.unknown(node, f"{name} with input-dependent weights and a bias")
             return _hom(sum(v.degree for v in operands))
         x = operands[0]
