@@ -368,7 +368,6 @@ class _Interpreter:
                 self.env[node] = self.visit(node)
             except Exception as exc:  # a rule's own arithmetic failed: no proof
                 self.env[node] = self.unknown(node, f"the rule raised {type(exc).__name__}: {exc}")
-        return None  # pragma: no cover - every fx graph has an output node
 
     def _map(self, arg: Any) -> Any:
         if isinstance(arg, fx.Node):
@@ -776,7 +775,8 @@ class _Interpreter:
         homs = [p for p in parts if p.kind == "hom"]
         degrees = {p.degree for p in homs}
         if len(degrees) > 1:
-            return self.bad(node, f"{name} of values of different degrees ({_degrees(degrees)})")
+            listed = ", ".join(f"{d:g}" for d in sorted(degrees))
+            return self.bad(node, f"{name} of values of different degrees ({listed})")
         d = degrees.pop()
         if d == 0.0:
             return _hom(0.0)
@@ -944,10 +944,6 @@ def _short(v: Any) -> str:
     return f"tensor of shape {tuple(v.shape)}, max |.| {float(v.abs().max()):.3g}"
 
 
-def _degrees(degrees: Any) -> str:
-    return ", ".join(f"{d:g}" for d in sorted(degrees))
-
-
 def _fetch_attr(gm: nn.Module, target: str) -> Any:
     obj = functools.reduce(getattr, target.split("."), gm)
     return obj.detach() if isinstance(obj, Tensor) else obj
@@ -1056,7 +1052,8 @@ def _verdict(
     if status != "proved":
         return status, None, tuple(dict.fromkeys(findings))
     if len(degrees) > 1:
-        reason = f"the outputs have different degrees ({_degrees(degrees)})"
+        listed = ", ".join(f"{d:g}" for d in sorted(degrees))
+        reason = f"the outputs have different degrees ({listed})"
         return "not_homogeneous", None, (interp.finding(producer, reason),)
     d = degrees.pop() if degrees else 0.0
     if d <= 0:
@@ -1136,16 +1133,6 @@ def _unknown(
     name: str, method: str, findings: Sequence[CertificateFinding], **fields: Any
 ) -> DegreeCertificate:
     return DegreeCertificate(name, "unknown", None, tuple(findings), method, **fields)
-
-
-def _input_origin(i: int, offset: Any) -> Optional[CertificateFinding]:
-    if offset is ZERO:
-        return None
-    return CertificateFinding(
-        None, "placeholder", None,
-        f"the baseline of input #{i} is not a point the model is homogeneous about "
-        "(its offset is not cancelled before the first nonlinearity)",
-    )
 
 
 def _trace_or_finding(
@@ -1238,7 +1225,14 @@ def certify_homogeneity(
     if isinstance(traced, CertificateFinding):
         return _unknown(name, f"not traced: {traced.reason}", [traced], baselines=shown)
     gm, roles = traced
-    values = {i: _hom(1.0, off, _input_origin(i, off)) for i, off in enumerate(offsets)}
+    reason = (
+        "the baseline of input #{} is not a point the model is homogeneous about (its offset is "
+        "not cancelled before the first nonlinearity)"
+    )
+    values = {  # _hom drops the origin of a zero offset
+        i: _hom(1.0, off, CertificateFinding(None, "placeholder", None, reason.format(i)))
+        for i, off in enumerate(offsets)
+    }
     interp = _Interpreter(gm, roles, values)
     status, degree, findings = _verdict(interp, interp.run())
     centre, expr = _centre(gm, interp, roles, inputs)
