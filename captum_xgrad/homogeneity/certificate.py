@@ -19,7 +19,7 @@ import functools
 import inspect
 import numbers
 import operator
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, fx, nn
@@ -919,8 +919,13 @@ class _Repeat:
     def __init__(self, part: AV) -> None:
         self.part = part
 
-    def __getitem__(self, index: Any) -> AV:
-        return self.part
+    def __getitem__(self, index: Any) -> Union[AV, "_Repeat"]:
+        return self if isinstance(index, slice) else self.part
+
+    def __iter__(self) -> Iterator[AV]:
+        # without this, iteration would go through __getitem__ forever (torch.cat(h.chunk(2)));
+        # one part stands for all of them, since every part has the same degree and offset
+        yield self.part
 
 
 def _cancel(total: Tensor, a: Any, b: Any) -> Tensor:

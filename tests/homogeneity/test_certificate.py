@@ -140,6 +140,7 @@ CASES: Dict[str, Tuple[Callable[[], nn.Module], object, str, Optional[float], Op
     "conv_transpose": (lambda: _seq(nn.ConvTranspose2d(2, 3, 2, stride=2, bias=False), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten()), IMG, "proved", 1.0, None, None),
     "two_input": (TwoInput, (torch.randn(2, 5, generator=_G), torch.randn(2, 1, 6, 6, generator=_G)), "proved", 1.0, None, None),
     "norm_of_square": (lambda: Fn(lambda m, x: torch.sqrt((_trunk(m, x) ** 2).sum(1, keepdim=True))), X6, "proved", 1.0, None, None),
+    "cat_of_chunks": (lambda: Fn(lambda m, x: m.fc2(torch.cat(F.relu(m.fc1(x)).chunk(2, 1)[::-1], 1))), X6, "proved", 1.0, None, None),
     "mean_max": (lambda: Fn(lambda m, x: torch.max(F.relu(m.fc1(x)), dim=1)[0] + F.relu(m.fc1(x)).mean(1)), X6, "proved", 1.0, None, None),
     # --- degree 2
     "product": (TwoBranchProduct, X6, "proved", 2.0, None, None),
@@ -163,6 +164,7 @@ CASES: Dict[str, Tuple[Callable[[], nn.Module], object, str, Optional[float], Op
     "degree_zero": (lambda: Fn(lambda m, x: _trunk(m, x) / _trunk(m, x).abs().sum(1, keepdim=True)), X6, "not_homogeneous", None, "truediv", None),
     "adds_arg": (lambda: WithArg(add=True), {"inputs": torch.randn(2, 4, generator=_G), "args": torch.randn(2, 3, generator=_G) + 1}, "not_homogeneous", None, "add", None),
     "where_threshold": (lambda: Fn(lambda m, x: torch.where(_trunk(m, x) > 0.5, _trunk(m, x), 0 * _trunk(m, x))), X6, "not_homogeneous", None, "gt", None),
+    "cat_of_biased_chunks": (lambda: Fn(lambda m, x: m.fc2(torch.cat(F.relu(m.fc1(x)).chunk(2, 1), 1)), bias=True), X6, "not_homogeneous", None, "fc1", "fc1"),
     "cat_degrees": (lambda: Fn(lambda m, x: torch.cat([_trunk(m, x), _trunk(m, x) ** 2], 1)), X6, "not_homogeneous", None, "cat", None),
     "dropout_train": (lambda: _seq(lin(6, 8), nn.Dropout(0.5), lin(8, 3)).train(), X6, "not_homogeneous", None, "_1", "1"),
     "silu_module_in_block": (lambda: _seq(_seq(lin(6, 8), nn.SiLU()), lin(8, 3)), X6, "not_homogeneous", None, "_0_1", "0.1"),
@@ -392,3 +394,21 @@ def test_torchvision_normalize_module_is_a_leaf_with_a_rule():
     assert cert.status == "not_homogeneous" and cert.findings[0].module == "0"
     assert torch.allclose(cert.centre[0, :, 0, 0], torch.tensor(mean))
     assert certify_homogeneity(model, x, baselines=cert.centre).proved
+
+
+def test_cat_of_an_unknown_number_of_parts_terminates():
+    """torch.cat(h.chunk(2, 1), 1) once made the interpreter iterate the parts forever."""
+    import signal
+
+    def _timeout(signum, frame):
+        raise TimeoutError("certify_homogeneity did not terminate on torch.cat(h.chunk(2, 1), 1)")
+
+    old = signal.signal(signal.SIGALRM, _timeout)
+    signal.alarm(60)
+    try:
+        for bias, status in ((False, "proved"), (True, "not_homogeneous")):
+            model = Fn(lambda m, x: m.fc2(torch.cat(F.relu(m.fc1(x)).chunk(2, 1), 1)), bias=bias)
+            assert certify_homogeneity(model.eval(), X6).status == status
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
