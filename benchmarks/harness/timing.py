@@ -5,11 +5,11 @@ from __future__ import annotations
 import gc
 import math
 import statistics
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Sequence
 
 import torch
+from torch.utils import benchmark
 
 __all__ = ["Timing", "time_callable", "time_interleaved"]
 
@@ -99,10 +99,10 @@ def time_callable(
 ) -> Timing:
     """Time ``fn()``: ``warmup`` untimed calls, then ``repeats`` timed ones.
 
-    On CPU each call is timed with :func:`time.perf_counter`. On CUDA it is timed with
-    a pair of :class:`torch.cuda.Event` recorded around the call, after a
-    :func:`torch.cuda.synchronize`, so that the time covers the GPU work and not only
-    the kernel launches. Python's garbage collector is paused while timing (as
+    Each call is timed on :func:`torch.utils.benchmark.timer`, the clock of
+    :class:`torch.utils.benchmark.Timer`, which synchronizes CUDA before each reading, so
+    that the time covers the GPU work and not only the kernel launches. Python's garbage
+    collector is paused while timing (as
     :mod:`timeit` does; it is not run before, call :func:`gc.collect` yourself if
     needed, it can take a good fraction of a second).
 
@@ -111,7 +111,7 @@ def time_callable(
     fn : callable
         The work to time; its return value is discarded.
     device : str or torch.device, default "cpu"
-        Where ``fn`` runs; ``"cuda"`` selects event timing.
+        Where ``fn`` runs.
     repeats : int, default 5
         Timed calls (at least 1).
     warmup : int, default 1
@@ -195,16 +195,13 @@ def time_interleaved(
 
 
 def _time_one(fn: Callable[[], Any], dev: torch.device) -> float:
-    """Milliseconds of one call (CUDA: between two events, after a synchronize)."""
-    if dev.type == "cuda":
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize(dev)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        return float(start.elapsed_time(end))
-    t0 = time.perf_counter()
+    """Milliseconds of one call, read on :func:`torch.utils.benchmark.timer`.
+
+    That is the clock of :class:`torch.utils.benchmark.Timer`: it synchronizes the
+    accelerator before reading :func:`timeit.default_timer`, so a CUDA time covers the GPU
+    work and not only the kernel launches. (``Timer.timeit`` itself would call ``fn`` more
+    than once per sample, for its own warm-up; the rounds here must call it exactly once.)
+    """
+    start = benchmark.timer()
     fn()
-    return 1e3 * (time.perf_counter() - t0)
+    return 1e3 * (benchmark.timer() - start)

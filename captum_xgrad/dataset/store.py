@@ -1,7 +1,7 @@
 """The store of :func:`~captum_xgrad.attribute_dataset`: a directory that numpy alone reads.
 
-``attributions.npy`` (N, *attribution_shape), ``targets.npy`` (N,) int64 and
-``outputs.npy`` (N, *output_shape) float32 are plain ``.npy`` files in dataset order,
+``attributions.npy`` ``(N, *attribution_shape)``, ``targets.npy`` ``(N,)`` int64 and
+``outputs.npy`` ``(N, *output_shape)`` float32 are plain ``.npy`` files in dataset order,
 filled in place. ``index.json`` holds the format, the run's settings (target rule such as
 ``"int:3"``, :func:`model_fingerprint`...), the arrays' shapes and dtypes and ``complete``,
 but no time, so a resumed run leaves the bytes of an uninterrupted one. ``progress/`` holds
