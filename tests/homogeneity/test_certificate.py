@@ -28,6 +28,10 @@ def _fail_instead_of_hanging():
     """A certificate that loops (as torch.cat(h.chunk(2, 1), 1) once did) fails the test."""
     import signal
 
+    if not hasattr(signal, "SIGALRM"):  # Windows: no alarm, the test just runs
+        yield
+        return
+
     def _timeout(signum, frame):
         raise TimeoutError("the test ran for 120 s: the certificate does not terminate")
 
