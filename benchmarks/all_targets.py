@@ -13,23 +13,20 @@ A loop whose run would exceed ``--loop-budget`` seconds is measured on fewer cla
 and extrapolated linearly in T (a loop's cost per target is constant); such entries
 are marked ``extrapolated`` in the JSON and with ``*`` in the table.
 
-    python benchmarks/all_targets.py                  # CPU, about 10 minutes of CPU time
+    python -m benchmarks.all_targets                  # CPU, about 10 minutes of CPU time
     python -m benchmarks.all_targets --small --out /tmp/smoke   # smoke test, seconds
-    python benchmarks/all_targets.py --device cuda    # on a GPU machine
+    python -m benchmarks.all_targets --device cuda    # on a GPU machine
 
 Writes ``all_targets.json``, ``all_targets.md`` and ``all_targets.png`` under
-``<--out>/<device>/`` (default ``benchmarks/results``). Self-contained: imports only
-the public captum_xgrad API, captum, torch, numpy and matplotlib.
+``<--out>/<device>/`` (default ``benchmarks/results``). Uses the public captum_xgrad API
+and the harness's machine facts and peak-memory measurement (``benchmarks.harness``).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,7 +37,8 @@ from captum.attr import IntegratedGradients
 from torch import nn
 from torch.utils import benchmark as tbench
 
-import captum_xgrad
+from benchmarks.harness import report
+from benchmarks.harness.memory import peak_memory
 from captum_xgrad import XGradient
 from captum_xgrad.models import get_model
 
@@ -60,66 +58,12 @@ MEMORY_METHOD = {
 
 # ------------------------------------------------------------------------ helpers
 def machine_info(device: torch.device) -> Dict[str, Any]:
-    """Platform, CPU, versions, threads, device name, git commit and date."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, cwd=ROOT, check=False).stdout.strip() or None
-    except OSError:
-        commit = None
-    info: Dict[str, Any] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "captum_xgrad": captum_xgrad.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-        "git_commit": commit,
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-    }
-    try:
-        import captum
-
-        info["captum"] = captum.__version__
-    except (ImportError, AttributeError):  # pragma: no cover
-        pass
+    """The harness's machine facts and package versions, plus the CUDA device's name."""
+    info: Dict[str, Any] = {**report.machine_info(), **report.versions(),
+                            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
     if device.type == "cuda":
         info["device_name"] = torch.cuda.get_device_name(device)
     return info
-
-
-def loadavg() -> Optional[List[float]]:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except (AttributeError, OSError):  # pragma: no cover - not on every platform
-        return None
-
-
-def peak_memory(fn: Callable[[], Any], device: torch.device) -> int:
-    """Peak tensor memory (bytes) allocated by one call of ``fn``, see MEMORY_METHOD."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        result = fn()
-        del result
-        torch.cuda.synchronize(device)
-        return max(0, int(torch.cuda.max_memory_allocated(device)) - int(base))
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        result = fn()
-        del result
-    events = prof.profiler.kineto_results.events()  # type: ignore[union-attr]
-    cpu = torch.autograd.DeviceType.CPU
-    allocations = sorted((e.start_ns(), i, int(e.nbytes())) for i, e in enumerate(events)
-                         if e.name() == "[memory]" and e.device_type() == cpu)
-    live = peak = 0
-    for _, _, nbytes in allocations:
-        live += nbytes
-        peak = max(peak, live)
-    return int(peak)
 
 
 #: what the times measure, per device type (written to the outputs)
@@ -394,12 +338,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         devices = [torch.device("cuda")]
     elif args.device == "all" and torch.cuda.is_available():
         devices.append(torch.device("cuda"))
-    command = "python benchmarks/all_targets.py " + " ".join(
-        sys.argv[1:] if argv is None else argv)
-    if os.environ.get("OMP_NUM_THREADS"):
-        command = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " + command
+    command = report.command_line("python -m benchmarks.all_targets",
+                                  sys.argv[1:] if argv is None else argv)
     for device in devices:
-        start_load, t_start = loadavg(), time.perf_counter()
+        start_load, t_start = report.loadavg(), time.perf_counter()
         results = []
         for name, model, x in build_models(args, device):
             if args.progress:
@@ -411,7 +353,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "command": command.strip(),
             "device": device.type,
             "machine": machine_info(device),
-            "loadavg": {"start": start_load, "end": loadavg()},
+            "loadavg": {"start": start_load, "end": report.loadavg()},
             "wall_time_s": time.perf_counter() - t_start,
             "timer_method": TIMER_METHOD[device.type],
             "memory_method": MEMORY_METHOD[device.type] if args.memory else None,

@@ -31,7 +31,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -50,8 +49,9 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:  # so that `python benchmarks/dataset_throughput.py` finds the package
     sys.path.insert(0, str(ROOT))
 
-import captum_xgrad  # noqa: E402
+from benchmarks.harness import report  # noqa: E402
 from captum_xgrad import XGradient, attribute_dataset  # noqa: E402
+from captum_xgrad.models import get_model  # noqa: E402
 
 
 # ------------------------------------------------------------------ workloads
@@ -102,7 +102,7 @@ def build(workload: str, method: str, n: int, jpeg_root: Optional[Path]):
     if workload == "digits64":
         model, data = digits_cnn(), digits64(n)
     else:
-        model, data = captum_xgrad.models.get_model("xalexnet").eval(), imagefolder(jpeg_root, n)
+        model, data = get_model("xalexnet").eval(), imagefolder(jpeg_root, n)
     if method == "xgradient":
         return XGradient(model), data, {}
     from captum.attr import IntegratedGradients
@@ -183,18 +183,8 @@ def time_processes(workload: str, method: str, n: int, procs: int, args: argpars
 
 # ------------------------------------------------------------------ report
 def machine() -> Dict[str, Any]:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, cwd=HERE, check=False).stdout.strip() or None
-    except OSError:
-        commit = None
-    info = {
-        "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(), "python": platform.python_version(),
-        "torch": torch.__version__, "captum_xgrad": captum_xgrad.__version__,
-        "torch_threads": torch.get_num_threads(), "git_commit": commit,
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-    }
+    """The harness's machine facts and package versions, plus the CUDA devices."""
+    info: Dict[str, Any] = {**report.machine_info(), **report.versions()}
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name(0)
         info["cuda_device_count"] = torch.cuda.device_count()
