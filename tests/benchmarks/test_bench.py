@@ -26,18 +26,6 @@ TINY = ["--models", "mlp", "cnn", "--small", "--device", "cpu", "--n-steps", "2"
         "--no-progress"]
 
 
-@pytest.fixture
-def one_thread():
-    """Run the smoke tests on one thread: on a shared machine, OpenMP's barriers make
-    tiny ops very slow when the cores are busy. Restored afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 SPEED_CASES = {
     ("bare", None, None), ("xgradient", None, None), ("input_x_gradient", None, None),
     ("ig", 2, None), ("ig", 4, None), ("ig", 2, 4), ("ig", 4, 4),

@@ -90,17 +90,6 @@ def test_evaluate_xgradient_share_equals_ig_share_and_restores_mode(data):
     assert 0.0 < exact["decoy_share"] < 1.0
 
 
-@pytest.fixture
-def one_thread():
-    """The demo trains two CNNs; one thread avoids oversubscribing a busy 2-core CI box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def test_decoy_demo_writes_heatmaps_and_reports_numbers(tmp_path, one_thread):
     messages = []
     before = torch.random.get_rng_state()

@@ -22,16 +22,6 @@ pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
 
-@pytest.fixture
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def _run(script: str, argv, monkeypatch) -> None:
     path = BENCH / script
     monkeypatch.syspath_prepend(str(BENCH))  # as `python benchmarks/<script>` would
